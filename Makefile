@@ -1,0 +1,49 @@
+# rds-csi: `make demo` runs the driver's main job on the built-in simulator; `make test` runs every test.
+GO        ?= go
+BIN       := bin
+GOFLAGS   ?=
+export GOTOOLCHAIN := local
+
+.PHONY: all build demo test unit lint fuzz bench clean k8s-bins
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/rds-csi ./cmd/rds-csi
+	$(GO) build -o $(BIN)/rdssim ./cmd/rdssim
+	$(GO) build -o $(BIN)/rds-demo ./cmd/rds-demo
+
+demo: build
+	$(BIN)/rds-demo --driver $(BIN)/rds-csi --simulator $(BIN)/rdssim
+
+## test: vet, then every test with the race detector (node and sanity tests need root).
+test: k8s-bins
+	$(GO) vet ./...
+	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) $(GO) test -race -count=1 -timeout 40m ./...
+
+## unit: the fast tests only (no root, no Kubernetes API server).
+unit:
+	$(GO) test -race -short ./...
+
+lint:
+	gofmt -l . | tee /dev/stderr | (! read)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2026.1 ./...
+
+## fuzz: run each parser fuzzer for FUZZTIME (new findings land in testdata/fuzz).
+FUZZTIME ?= 30s
+fuzz:
+	for f in FuzzParsePrintDetail FuzzParseKeyValueLines FuzzCheckOutput FuzzCommandBuilders; do \
+		$(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) ./pkg/routeros/ || exit 1; \
+	done
+
+## bench: figures, each a ratio against a baseline measured in the same run.
+bench: build
+	$(GO) run ./cmd/rds-bench
+
+## k8s-bins: kube-apiserver and etcd built from Go modules, cached outside the repo.
+k8s-bins:
+	hack/k8s-bins.sh
+
+clean:
+	rm -rf $(BIN)

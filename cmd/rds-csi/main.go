@@ -1,0 +1,113 @@
+// Command rds-csi is the CSI driver for MikroTik ROSE Data Server: controller, node, or both.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/crypto/ssh"
+	"k8s.io/klog/v2"
+
+	"github.com/srvlab/rds-csi/pkg/driver"
+	"github.com/srvlab/rds-csi/pkg/rds"
+)
+
+func main() {
+	klog.InitFlags(nil)
+	var o options
+	o.register(flag.CommandLine)
+	flag.Parse()
+	if o.version {
+		fmt.Println(driver.Version())
+		return
+	}
+	if err := o.validate(); err != nil {
+		klog.ErrorS(err, "Invalid flags")
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, &o); err != nil {
+		klog.ErrorS(err, "rds-csi stopped")
+		klog.Flush()
+		os.Exit(1)
+	}
+	klog.Flush()
+}
+
+func run(ctx context.Context, o *options) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	var backend rds.Backend
+	if o.controller() {
+		client, err := newRDSClient(o, reg)
+		if err != nil {
+			return err
+		}
+		// Connect in the background: an RDS that is down at start must not stop the driver from
+		// serving Probe (not ready) and reconnecting by itself.
+		client.Start()
+		defer client.Close()
+		backend = rds.NewStorage(client)
+	}
+	attacher, err := newAttacher(ctx, o, reg)
+	if err != nil {
+		return err
+	}
+	var nodeCfg *driver.NodeConfig
+	if o.node() {
+		if nodeCfg, err = newNodeConfig(o); err != nil {
+			return err
+		}
+	}
+	d, err := driver.New(driver.Options{
+		DriverName: o.driverName, NodeID: o.nodeID, Endpoint: o.endpoint,
+		Controller: o.controller(), Node: o.node(),
+		DefaultParams: driver.Defaults{VolumePath: o.volumePath, NVMeAddress: o.nvmeAddress, NVMePort: o.nvmePort, FSType: o.fsType},
+	}, backend, attacher, nodeCfg)
+	if err != nil {
+		return err
+	}
+	if o.metricsAddress != "" {
+		srv := &http.Server{Addr: o.metricsAddress, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				klog.ErrorS(err, "Metrics server failed")
+			}
+		}()
+		defer srv.Close()
+	}
+	return d.Serve(ctx)
+}
+
+func newRDSClient(o *options, reg prometheus.Registerer) (*rds.Client, error) {
+	signer, err := rds.LoadSigner(o.rdsKeyFile)
+	if err != nil {
+		return nil, err
+	}
+	cfg := rds.Config{
+		Address: o.rdsAddress, User: o.rdsUser, Signer: signer,
+		KnownHostsFile: o.rdsKnownHosts, InsecureSkipHostKeyVerification: o.rdsInsecure,
+		MaxSessions: o.rdsMaxSessions, CommandTimeout: o.rdsCommandTimeout, KeepaliveInterval: o.rdsKeepalive,
+		Registerer: reg,
+	}
+	if o.rdsHostKey != "" {
+		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(o.rdsHostKey))
+		if err != nil {
+			return nil, fmt.Errorf("--rds-host-key: %w", err)
+		}
+		cfg.HostKey = key
+	}
+	return rds.NewClient(cfg)
+}

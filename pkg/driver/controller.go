@@ -1,0 +1,290 @@
+package driver
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+	"k8s.io/klog/v2"
+
+	"github.com/srvlab/rds-csi/pkg/rds"
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+const sizeAlign = 1 << 20 // volumes are whole MiB: NVMe namespaces want whole blocks, users whole units
+
+// ControllerGetCapabilities implements csi.ControllerServer.
+func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCapabilitiesRequest) (*csi.ControllerGetCapabilitiesResponse, error) {
+	var caps []*csi.ControllerServiceCapability
+	for _, c := range controllerCaps() {
+		caps = append(caps, &csi.ControllerServiceCapability{Type: &csi.ControllerServiceCapability_Rpc{
+			Rpc: &csi.ControllerServiceCapability_RPC{Type: c}}})
+	}
+	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+func (d *Driver) lock(key string) error {
+	if !d.inflight.tryAcquire(key) {
+		return status.Errorf(codes.Aborted, "an operation on %s is already in progress", key)
+	}
+	return nil
+}
+
+// sizeFor turns a capacity range into an exact size: the required bytes rounded up to a MiB,
+// or less rounding when the limit leaves no room, never below the RDS minimum.
+func sizeFor(cr *csi.CapacityRange, def int64) (int64, error) {
+	req, lim := cr.GetRequiredBytes(), cr.GetLimitBytes()
+	if req < 0 || lim < 0 {
+		return 0, status.Errorf(codes.OutOfRange, "capacity range must not be negative (required %d, limit %d)", req, lim)
+	}
+	if lim > 0 && req > lim {
+		return 0, status.Errorf(codes.OutOfRange, "required bytes %d exceed the limit %d", req, lim)
+	}
+	size := req
+	if size == 0 {
+		size = def
+		if lim > 0 && lim < size {
+			size = lim
+		}
+	}
+	if size < routeros.MinFileSize {
+		size = routeros.MinFileSize
+	}
+	if rounded := roundUp(size, sizeAlign); lim == 0 || rounded <= lim {
+		size = rounded
+	} else if rounded = roundUp(size, 4096); rounded <= lim {
+		size = rounded
+	}
+	if lim > 0 && size > lim {
+		return 0, status.Errorf(codes.OutOfRange, "no volume size fits between %d and %d bytes (minimum %d, 4 KiB steps)", req, lim, routeros.MinFileSize)
+	}
+	if size > routeros.MaxFileSize {
+		return 0, status.Errorf(codes.OutOfRange, "%d bytes is above the largest volume of %d bytes", size, routeros.MaxFileSize)
+	}
+	return size, nil
+}
+
+func roundUp(n, to int64) int64 {
+	if r := n % to; r != 0 {
+		return n + to - r
+	}
+	return n
+}
+
+func fitsRange(size int64, cr *csi.CapacityRange) bool {
+	return size >= cr.GetRequiredBytes() && (cr.GetLimitBytes() == 0 || size <= cr.GetLimitBytes())
+}
+
+// CreateVolume implements csi.ControllerServer. It is idempotent by name: the volume ID is
+// derived from the name, so a retry finds the volume the first attempt made.
+func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
+	id, err := volumeIDForName(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return nil, err
+	}
+	params, err := parseParams(req.GetParameters(), d.opts.DefaultParams)
+	if err != nil {
+		return nil, err
+	}
+	size, err := sizeFor(req.GetCapacityRange(), d.opts.DefaultParams.withFallbacks().VolumeSize)
+	if err != nil {
+		return nil, err
+	}
+	sourceSlot, err := contentSourceSlot(req.GetVolumeContentSource())
+	if err != nil {
+		return nil, err
+	}
+	if err := d.lock(id); err != nil {
+		return nil, err
+	}
+	defer d.inflight.release(id)
+
+	spec := routeros.DiskSpec{
+		Slot: id, FilePath: rds.FilePathFor(params.VolumePath, id), Size: size,
+		Export: true, Port: params.NVMePort, NQN: routeros.NQNForSlot(id),
+	}
+	var disk *rds.Disk
+	if sourceSlot != "" {
+		disk, err = d.createFromSource(ctx, sourceSlot, spec, req.GetCapacityRange())
+	} else {
+		disk, err = d.backend.CreateDisk(ctx, spec)
+	}
+	if routeros.IsAlreadyExists(err) && disk != nil {
+		// A retry, or a name reused: the same request is answered with the same volume.
+		if !fitsRange(disk.Size, req.GetCapacityRange()) {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s (name %q) exists with %d bytes, outside the requested range", id, req.GetName(), disk.Size)
+		}
+		err = nil
+	}
+	if err != nil {
+		return nil, toStatus(err, "creating "+describe(id))
+	}
+	klog.InfoS("Volume created", "volume", id, "name", req.GetName(), "bytes", disk.Size, "source", sourceSlot)
+	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
+		VolumeId:      id,
+		CapacityBytes: disk.Size,
+		VolumeContext: params.volumeContext(disk.FilePath, routeros.NQNForSlot(id)),
+		ContentSource: req.GetVolumeContentSource(),
+	}}, nil
+}
+
+// contentSourceSlot returns the RDS slot to copy from, if any.
+func contentSourceSlot(src *csi.VolumeContentSource) (string, error) {
+	switch {
+	case src == nil:
+		return "", nil
+	case src.GetSnapshot() != nil:
+		id := src.GetSnapshot().GetSnapshotId()
+		if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+			return "", status.Errorf(codes.NotFound, "snapshot %q not found", id)
+		}
+		return id, nil
+	case src.GetVolume() != nil:
+		id := src.GetVolume().GetVolumeId()
+		if err := validateVolumeID(id); err != nil {
+			return "", status.Errorf(codes.NotFound, "source volume %q not found", id)
+		}
+		return id, nil
+	default:
+		return "", invalid("unsupported volume content source")
+	}
+}
+
+func (d *Driver) createFromSource(ctx context.Context, source string, spec routeros.DiskSpec, cr *csi.CapacityRange) (*rds.Disk, error) {
+	if existing, err := d.backend.GetDisk(ctx, spec.Slot); err == nil {
+		return existing, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: "volume exists"}
+	} else if !routeros.IsNotFound(err) {
+		return nil, err
+	}
+	src, err := d.backend.GetDisk(ctx, source)
+	if err != nil {
+		if routeros.IsNotFound(err) {
+			return nil, status.Errorf(codes.NotFound, "content source %s not found", source)
+		}
+		return nil, err
+	}
+	if spec.Size < src.Size {
+		if cr.GetLimitBytes() != 0 && cr.GetLimitBytes() < src.Size {
+			return nil, status.Errorf(codes.OutOfRange, "content source %s holds %d bytes, more than the limit %d", source, src.Size, cr.GetLimitBytes())
+		}
+		spec.Size = src.Size
+	}
+	return d.backend.CopyDisk(ctx, source, spec)
+}
+
+// DeleteVolume implements csi.ControllerServer: the disk entry and its backing file both go, and a
+// volume that is already gone is a success.
+func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if err := validateVolumeID(id); err != nil {
+		return nil, err
+	}
+	if err := d.lock(id); err != nil {
+		return nil, err
+	}
+	defer d.inflight.release(id)
+	if nodes := d.attacher.PublishedNodes(id); len(nodes) > 0 {
+		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published to %v", id, nodes)
+	}
+	fallback := rds.FilePathFor(d.opts.DefaultParams.withFallbacks().VolumePath, id)
+	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
+		return nil, toStatus(err, "deleting "+describe(id))
+	}
+	klog.InfoS("Volume deleted", "volume", id)
+	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// ControllerExpandVolume implements csi.ControllerServer. Sizes are exact; a filesystem volume
+// still needs the node to grow its filesystem.
+func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
+	id := req.GetVolumeId()
+	if err := validateVolumeID(id); err != nil {
+		return nil, err
+	}
+	if req.GetCapacityRange() == nil {
+		return nil, invalid("capacity range is missing")
+	}
+	if c := req.GetVolumeCapability(); c != nil {
+		if err := checkCapability(c); err != nil {
+			return nil, err
+		}
+	}
+	size, err := sizeFor(req.GetCapacityRange(), 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.lock(id); err != nil {
+		return nil, err
+	}
+	defer d.inflight.release(id)
+	disk, err := d.backend.ResizeDisk(ctx, id, size)
+	if err != nil {
+		return nil, toStatus(err, "expanding "+describe(id))
+	}
+	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
+	klog.InfoS("Volume expanded", "volume", id, "bytes", disk.Size)
+	return &csi.ControllerExpandVolumeResponse{CapacityBytes: disk.Size, NodeExpansionRequired: nodeExpansion}, nil
+}
+
+// ValidateVolumeCapabilities implements csi.ControllerServer.
+func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
+	id := req.GetVolumeId()
+	if err := validateVolumeID(id); err != nil {
+		return nil, err
+	}
+	if len(req.GetVolumeCapabilities()) == 0 {
+		return nil, invalid("volume capabilities are missing")
+	}
+	if _, err := d.backend.GetDisk(ctx, id); err != nil {
+		return nil, toStatus(err, "looking up "+describe(id))
+	}
+	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	if _, err := parseParams(req.GetParameters(), d.opts.DefaultParams); err != nil {
+		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
+	}
+	return &csi.ValidateVolumeCapabilitiesResponse{Confirmed: &csi.ValidateVolumeCapabilitiesResponse_Confirmed{
+		VolumeContext:      req.GetVolumeContext(),
+		VolumeCapabilities: req.GetVolumeCapabilities(),
+		Parameters:         req.GetParameters(),
+	}}, nil
+}
+
+// GetCapacity implements csi.ControllerServer: the free space of the pool that would hold the
+// volume.
+func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	for _, c := range req.GetVolumeCapabilities() {
+		if err := checkCapability(c); err != nil {
+			return nil, err
+		}
+	}
+	params, err := parseParams(req.GetParameters(), d.opts.DefaultParams)
+	if err != nil {
+		return nil, err
+	}
+	pool := poolOf(params.VolumePath)
+	c, err := d.backend.PoolCapacity(ctx, pool)
+	if err != nil {
+		return nil, toStatus(err, "reading capacity of pool "+pool)
+	}
+	return &csi.GetCapacityResponse{AvailableCapacity: c.Free, MaximumVolumeSize: wrapperspb.Int64(min(c.Free, routeros.MaxFileSize))}, nil
+}
+
+func volumeFromDisk(disk *rds.Disk, def Defaults) *csi.Volume {
+	def = def.withFallbacks()
+	vc := map[string]string{ctxNQN: disk.NQN, ctxFilePath: disk.FilePath}
+	if disk.Port != 0 {
+		vc[ctxNVMePort] = strconv.Itoa(disk.Port)
+	}
+	if def.NVMeAddress != "" {
+		vc[ctxNVMeAddress] = def.NVMeAddress
+	}
+	return &csi.Volume{VolumeId: disk.Slot, CapacityBytes: disk.Size, VolumeContext: vc}
+}

@@ -1,0 +1,165 @@
+package driver
+
+import (
+	"context"
+	"path"
+	"time"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/klog/v2"
+
+	"github.com/srvlab/rds-csi/pkg/rds"
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+// A snapshot is an unexported copy of the source volume's file, made synchronously by the RDS, so
+// it is ready as soon as CreateSnapshot returns. Its slot records its source and creation time.
+
+func snapshotFromDisk(disk *rds.Disk) (*csi.Snapshot, bool) {
+	info, ok := parseSnapshotID(disk.Slot)
+	if !ok {
+		return nil, false
+	}
+	return &csi.Snapshot{
+		SnapshotId: disk.Slot, SourceVolumeId: info.Source, SizeBytes: disk.Size,
+		CreationTime: timestamppb.New(info.Created), ReadyToUse: true,
+	}, true
+}
+
+// CreateSnapshot implements csi.ControllerServer; idempotent by name.
+func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
+	prefix, err := snapshotIDPrefix(req.GetName())
+	if err != nil {
+		return nil, err
+	}
+	source := req.GetSourceVolumeId()
+	if source == "" {
+		return nil, invalid("source volume ID is missing")
+	}
+	if err := validateVolumeID(source); err != nil {
+		return nil, err
+	}
+	if err := d.lock(prefix); err != nil {
+		return nil, err
+	}
+	defer d.inflight.release(prefix)
+
+	existing, err := d.backend.ListDisks(ctx, prefix)
+	if err != nil {
+		return nil, toStatus(err, "looking for snapshot "+req.GetName())
+	}
+	for i := range existing {
+		snap, ok := snapshotFromDisk(&existing[i])
+		if !ok {
+			continue
+		}
+		if snap.SourceVolumeId != source {
+			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists with source volume %s, not %s", req.GetName(), snap.SourceVolumeId, source)
+		}
+		return &csi.CreateSnapshotResponse{Snapshot: snap}, nil
+	}
+
+	src, err := d.backend.GetDisk(ctx, source)
+	if err != nil {
+		return nil, toStatus(err, "looking up source "+describe(source))
+	}
+	id, err := snapshotID(prefix, time.Now(), source)
+	if err != nil {
+		return nil, err
+	}
+	spec := routeros.DiskSpec{Slot: id, FilePath: path.Join(path.Dir(src.FilePath), id+".img")}
+	disk, err := d.backend.CopyDisk(ctx, source, spec)
+	if err != nil && !(routeros.IsAlreadyExists(err) && disk != nil) {
+		return nil, toStatus(err, "snapshotting "+describe(source))
+	}
+	snap, _ := snapshotFromDisk(disk)
+	klog.InfoS("Snapshot created", "snapshot", id, "name", req.GetName(), "source", source, "bytes", disk.Size)
+	return &csi.CreateSnapshotResponse{Snapshot: snap}, nil
+}
+
+// DeleteSnapshot implements csi.ControllerServer; an absent snapshot is a success. An ID that is
+// not a snapshot's is never deleted, so a volume cannot be removed through this call.
+func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequest) (*csi.DeleteSnapshotResponse, error) {
+	id := req.GetSnapshotId()
+	if id == "" {
+		return nil, invalid("snapshot ID is missing")
+	}
+	if err := routeros.ValidateSlot(id); err != nil {
+		return nil, invalid("snapshot ID %q: %v", id, err)
+	}
+	if _, ok := parseSnapshotID(id); !ok {
+		return &csi.DeleteSnapshotResponse{}, nil
+	}
+	if err := d.lock(id); err != nil {
+		return nil, err
+	}
+	defer d.inflight.release(id)
+	fallback := rds.FilePathFor(d.opts.DefaultParams.withFallbacks().VolumePath, id)
+	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
+		return nil, toStatus(err, "deleting snapshot "+id)
+	}
+	klog.InfoS("Snapshot deleted", "snapshot", id)
+	return &csi.DeleteSnapshotResponse{}, nil
+}
+
+// ListSnapshots implements csi.ControllerServer.
+func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
+	var disks []rds.Disk
+	if id := req.GetSnapshotId(); id != "" {
+		if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		disk, err := d.backend.GetDisk(ctx, id)
+		if routeros.IsNotFound(err) {
+			return &csi.ListSnapshotsResponse{}, nil
+		}
+		if err != nil {
+			return nil, toStatus(err, "looking up snapshot "+id)
+		}
+		disks = []rds.Disk{*disk}
+	} else {
+		all, err := d.backend.ListDisks(ctx, snapshotPrefix)
+		if err != nil {
+			return nil, toStatus(err, "listing snapshots")
+		}
+		disks = all
+	}
+	var snaps []rds.Disk
+	for _, disk := range disks {
+		info, ok := parseSnapshotID(disk.Slot)
+		if !ok || (req.GetSourceVolumeId() != "" && info.Source != req.GetSourceVolumeId()) {
+			continue
+		}
+		snaps = append(snaps, disk)
+	}
+	pg, next, err := page(snaps, snapshotPrefix, req.GetStartingToken(), req.GetMaxEntries())
+	if err != nil {
+		return nil, err
+	}
+	resp := &csi.ListSnapshotsResponse{NextToken: next}
+	for i := range pg {
+		snap, _ := snapshotFromDisk(&pg[i])
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: snap})
+	}
+	return resp, nil
+}
+
+// GetSnapshot implements csi.ControllerServer.
+func (d *Driver) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (*csi.GetSnapshotResponse, error) {
+	id := req.GetSnapshotId()
+	if id == "" {
+		return nil, invalid("snapshot ID is missing")
+	}
+	if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", id)
+	}
+	disk, err := d.backend.GetDisk(ctx, id)
+	if err != nil {
+		return nil, toStatus(err, "looking up snapshot "+id)
+	}
+	snap, _ := snapshotFromDisk(disk)
+	return &csi.GetSnapshotResponse{Snapshot: snap}, nil
+}

@@ -1,0 +1,493 @@
+package rds
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"golang.org/x/crypto/ssh"
+	"k8s.io/klog/v2"
+
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+// State is the connection state of a Client.
+type State int
+
+// Connection states.
+const (
+	Disconnected State = iota
+	Connected
+)
+
+func (s State) String() string {
+	if s == Connected {
+		return "connected"
+	}
+	return "disconnected"
+}
+
+// Listener is told about connection changes. It is called from the client's own goroutine, in
+// order, and must not block (a reconciler trigger, a log line, a metric).
+type Listener func(State)
+
+// Client runs RouterOS commands on one RDS over a kept-alive SSH connection.
+type Client struct {
+	cfg      Config
+	sshCfg   *ssh.ClientConfig
+	sessions chan struct{} // bounds concurrent exec sessions
+	breaker  *breaker
+	metrics  *metrics
+
+	dialMu sync.Mutex // one dial at a time
+
+	mu        sync.Mutex
+	conn      *ssh.Client
+	state     State
+	lastErr   error
+	listeners map[int]Listener
+	nextID    int
+	started   bool
+	closed    bool
+	wake      chan struct{} // wakes the maintenance loop when the connection is lost
+
+	events chan State // ordered delivery to listeners
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// NewClient checks the configuration; it does not connect. Call Start to connect in the
+// background, so that an unreachable RDS never stops the process from starting.
+func NewClient(cfg Config) (*Client, error) {
+	cfg.setDefaults()
+	if cfg.Address == "" || cfg.User == "" || cfg.Signer == nil {
+		return nil, errors.New("RDS address, user and SSH key are required")
+	}
+	if _, _, err := net.SplitHostPort(cfg.Address); err != nil {
+		return nil, fmt.Errorf("RDS address %q: %w", cfg.Address, err)
+	}
+	hk, err := cfg.hostKeyCallback()
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		cfg: cfg,
+		sshCfg: &ssh.ClientConfig{
+			User:            cfg.User,
+			Auth:            []ssh.AuthMethod{ssh.PublicKeys(cfg.Signer)},
+			HostKeyCallback: hk,
+			Timeout:         cfg.DialTimeout,
+		},
+		sessions:  make(chan struct{}, cfg.MaxSessions),
+		breaker:   newBreaker(cfg.BreakerThreshold, cfg.BreakerCooldown),
+		metrics:   newMetrics(cfg.Registerer),
+		listeners: map[int]Listener{},
+		wake:      make(chan struct{}, 1),
+		events:    make(chan State, 64),
+		stop:      make(chan struct{}),
+		lastErr:   errors.New("not connected yet"),
+	}
+	c.metrics.setConnected(false)
+	return c, nil
+}
+
+// Start connects in the background and keeps the connection alive until Close.
+func (c *Client) Start() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.started || c.closed {
+		return
+	}
+	c.started = true
+	c.wg.Add(2)
+	go c.maintain()
+	go c.deliver()
+}
+
+// Close drops the connection and stops the background work. Commands in flight fail.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	conn := c.conn
+	c.conn = nil
+	started := c.started
+	c.mu.Unlock()
+	close(c.stop)
+	if conn != nil {
+		_ = conn.Close()
+	}
+	if started {
+		c.wg.Wait()
+	}
+	return nil
+}
+
+// Subscribe registers a listener for connection changes; the returned func removes it.
+func (c *Client) Subscribe(l Listener) (unsubscribe func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	id := c.nextID
+	c.nextID++
+	c.listeners[id] = l
+	return func() {
+		c.mu.Lock()
+		delete(c.listeners, id)
+		c.mu.Unlock()
+	}
+}
+
+// State returns the current connection state.
+func (c *Client) State() State {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// Probe returns nil while the RDS is reachable, and an Unavailable error saying why otherwise.
+func (c *Client) Probe(context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == Connected {
+		return nil
+	}
+	return &routeros.Error{Kind: routeros.KindUnavailable, Message: "RDS not connected", Err: c.lastErr}
+}
+
+// Run runs one command and returns its stdout. Every failure is a *routeros.Error: connection
+// problems are KindUnavailable, a command that outlives its deadline is KindDeadlineExceeded (its
+// session is discarded), and failures reported by RouterOS are classified by their text.
+func (c *Client) Run(ctx context.Context, cmd routeros.Command) (string, error) {
+	start := time.Now()
+	out, err := c.run(ctx, cmd)
+	result := "ok"
+	if err != nil {
+		result = routeros.KindOf(err).String()
+	}
+	c.metrics.command(result, time.Since(start))
+	return out, err
+}
+
+func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) {
+	line := cmd.String()
+	if line == "" {
+		return "", routeros.Errorf(routeros.KindInternal, "empty command")
+	}
+	if !c.breaker.allow() {
+		c.metrics.setBreakerOpen(true)
+		return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "RDS unreachable, failing fast (circuit breaker open)", Err: c.lastError()}
+	}
+	defer c.breaker.done()
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CommandTimeout)
+	defer cancel()
+	select {
+	case c.sessions <- struct{}{}:
+		defer func() { <-c.sessions }()
+	case <-ctx.Done():
+		return "", ctxError(ctx, line, "waiting for a free RDS session")
+	}
+
+	// A failure to open a session means the command never ran, so one retry on a fresh
+	// connection is always safe.
+	var sess *ssh.Session
+	for attempt := 0; ; attempt++ {
+		conn, err := c.connection(ctx)
+		if err != nil {
+			c.connFailed(err)
+			return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "cannot connect to RDS", Err: err}
+		}
+		sess, err = conn.NewSession()
+		if err == nil {
+			break
+		}
+		c.dropConn(conn, err)
+		if attempt == 1 || ctx.Err() != nil {
+			c.connFailed(err)
+			return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "cannot open SSH session", Err: err}
+		}
+	}
+
+	var stdout, stderr bytes.Buffer
+	sess.Stdout, sess.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(line) }()
+	select {
+	case err := <-done:
+		_ = sess.Close()
+		c.breaker.success()
+		c.metrics.setBreakerOpen(false)
+		status := 0
+		var exitErr *ssh.ExitError
+		switch {
+		case err == nil:
+		case errors.As(err, &exitErr):
+			status = exitErr.ExitStatus()
+		default:
+			var missing *ssh.ExitMissingError
+			if !errors.As(err, &missing) {
+				// The channel broke mid-command: the RDS may or may not have run it.
+				c.connFailed(err)
+				return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "connection lost during command", Err: err}
+			}
+		}
+		if err := routeros.CheckOutput(line, stdout.String(), stderr.String(), status); err != nil {
+			return stdout.String(), err
+		}
+		return stdout.String(), nil
+	case <-ctx.Done():
+		// Abandon the hung command: closing the session frees the RDS side; other sessions on
+		// the same connection are unaffected.
+		_ = sess.Close()
+		return "", ctxError(ctx, line, "command did not finish")
+	}
+}
+
+func ctxError(ctx context.Context, line, what string) error {
+	kind := routeros.KindUnavailable
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		kind = routeros.KindDeadlineExceeded
+	}
+	return &routeros.Error{Kind: kind, Command: line, Message: what, Err: ctx.Err()}
+}
+
+func (c *Client) lastError() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lastErr
+}
+
+// connection returns the live connection, dialling one if there is none.
+func (c *Client) connection(ctx context.Context) (*ssh.Client, error) {
+	c.mu.Lock()
+	conn, closed := c.conn, c.closed
+	c.mu.Unlock()
+	if closed {
+		return nil, errors.New("client closed")
+	}
+	if conn != nil {
+		return conn, nil
+	}
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	c.mu.Lock()
+	conn = c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		return conn, nil
+	}
+	return c.dial(ctx)
+}
+
+// dial opens a new connection and installs it. Callers hold dialMu.
+func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
+	d := net.Dialer{Timeout: c.cfg.DialTimeout}
+	raw, err := d.DialContext(ctx, "tcp", c.cfg.Address)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(c.cfg.DialTimeout)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
+	_ = raw.SetDeadline(deadline)
+	sc, chans, reqs, err := ssh.NewClientConn(raw, c.cfg.Address, c.sshCfg)
+	if err != nil {
+		_ = raw.Close()
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	conn := ssh.NewClient(sc, chans, reqs)
+
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		_ = conn.Close()
+		return nil, errors.New("client closed")
+	}
+	c.conn = conn
+	wasDown := c.state != Connected
+	c.state = Connected
+	c.lastErr = nil
+	c.mu.Unlock()
+	c.breaker.success()
+	c.metrics.setBreakerOpen(false)
+	c.metrics.setConnected(true)
+	if wasDown {
+		klog.InfoS("Connected to RDS", "address", c.cfg.Address)
+		c.metrics.reconnected()
+		c.emit(Connected)
+	}
+	// Notice a dropped connection at once, not at the next command.
+	go func() {
+		err := conn.Wait()
+		c.dropConn(conn, err)
+	}()
+	return conn, nil
+}
+
+// dropConn forgets conn if it is still the current connection and reports the loss.
+func (c *Client) dropConn(conn *ssh.Client, cause error) {
+	c.mu.Lock()
+	if c.conn != conn {
+		c.mu.Unlock()
+		return
+	}
+	c.conn = nil
+	if cause == nil {
+		cause = errors.New("connection closed")
+	}
+	c.lastErr = cause
+	wasUp := c.state == Connected
+	c.state = Disconnected
+	closed := c.closed
+	c.mu.Unlock()
+	_ = conn.Close()
+	if closed {
+		return
+	}
+	c.metrics.setConnected(false)
+	if wasUp {
+		klog.InfoS("Lost connection to RDS", "address", c.cfg.Address, "err", cause)
+		c.emit(Disconnected)
+	}
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// connFailed records a connection-level failure for the breaker and the state.
+func (c *Client) connFailed(err error) {
+	c.breaker.failure()
+	if c.breaker.state() != breakerClosed {
+		c.metrics.setBreakerOpen(true)
+	}
+	c.mu.Lock()
+	c.lastErr = err
+	c.mu.Unlock()
+}
+
+func (c *Client) emit(s State) {
+	c.mu.Lock()
+	started := c.started && !c.closed
+	c.mu.Unlock()
+	if !started {
+		return
+	}
+	select {
+	case c.events <- s:
+	default:
+		klog.Warning("RDS connection listeners are slow; an event was dropped")
+	}
+}
+
+func (c *Client) deliver() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case s := <-c.events:
+			c.mu.Lock()
+			ls := make([]Listener, 0, len(c.listeners))
+			for _, l := range c.listeners {
+				ls = append(ls, l)
+			}
+			c.mu.Unlock()
+			for _, l := range ls {
+				l(s)
+			}
+		}
+	}
+}
+
+// maintain keeps a connection up: it reconnects with exponential backoff and jitter while the RDS
+// is unreachable, and checks liveness periodically by opening and closing a session (RouterOS
+// refuses OpenSSH keepalive requests).
+func (c *Client) maintain() {
+	defer c.wg.Done()
+	bo := backoff.NewExponentialBackOff()
+	bo.InitialInterval = c.cfg.BackoffInitial
+	bo.MaxInterval = c.cfg.BackoffMax
+	bo.RandomizationFactor = 0.5
+	bo.Multiplier = 2
+	bo.MaxElapsedTime = 0
+	bo.Reset()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.wake:
+			bo.Reset()
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+			timer.Reset(0)
+			continue
+		case <-timer.C:
+		}
+		c.mu.Lock()
+		conn := c.conn
+		c.mu.Unlock()
+		if conn == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
+			c.dialMu.Lock()
+			c.mu.Lock()
+			conn = c.conn
+			c.mu.Unlock()
+			var err error
+			if conn == nil {
+				_, err = c.dial(ctx)
+			}
+			c.dialMu.Unlock()
+			cancel()
+			if err != nil {
+				c.connFailed(err)
+				next := bo.NextBackOff()
+				klog.V(2).InfoS("RDS reconnect failed", "address", c.cfg.Address, "err", err, "retryIn", next)
+				timer.Reset(next)
+				continue
+			}
+			bo.Reset()
+			timer.Reset(c.cfg.KeepaliveInterval)
+			continue
+		}
+		c.checkAlive(conn)
+		timer.Reset(c.cfg.KeepaliveInterval)
+	}
+}
+
+func (c *Client) checkAlive(conn *ssh.Client) {
+	done := make(chan error, 1)
+	go func() {
+		s, err := conn.NewSession()
+		if err == nil {
+			_ = s.Close()
+		}
+		done <- err
+	}()
+	t := time.NewTimer(c.cfg.DialTimeout)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		if err != nil {
+			c.dropConn(conn, fmt.Errorf("liveness check: %w", err))
+		}
+	case <-t.C:
+		c.dropConn(conn, errors.New("liveness check timed out"))
+	case <-c.stop:
+	}
+}

@@ -1,0 +1,94 @@
+package rds
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+	"k8s.io/klog/v2"
+)
+
+// Config configures a Client. Zero durations and counts take the defaults below.
+type Config struct {
+	Address string // host:port
+	User    string
+	Signer  ssh.Signer
+
+	// Host-key verification: a known_hosts file, or a pinned key. InsecureSkipHostKeyVerification
+	// is an explicit opt-out and logs a warning on every connect.
+	KnownHostsFile                  string
+	HostKey                         ssh.PublicKey
+	InsecureSkipHostKeyVerification bool
+
+	MaxSessions       int           // concurrent exec sessions (RouterOS limits them); default 8
+	CommandTimeout    time.Duration // deadline for one command; default 30s
+	DialTimeout       time.Duration // TCP connect + SSH handshake; default 10s
+	KeepaliveInterval time.Duration // liveness check period (open+close a session); default 15s
+
+	BackoffInitial time.Duration // first reconnect delay; default 500ms
+	BackoffMax     time.Duration // cap on reconnect delay; default 30s
+
+	BreakerThreshold int           // consecutive connection failures that open the breaker; default 3
+	BreakerCooldown  time.Duration // how long an open breaker fails fast before a trial; default 5s
+
+	// Registerer receives the client's metrics; nil means no metrics.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = 8
+	}
+	if c.BreakerThreshold <= 0 {
+		c.BreakerThreshold = 3
+	}
+	def(&c.CommandTimeout, 30*time.Second)
+	def(&c.DialTimeout, 10*time.Second)
+	def(&c.KeepaliveInterval, 15*time.Second)
+	def(&c.BackoffInitial, 500*time.Millisecond)
+	def(&c.BackoffMax, 30*time.Second)
+	def(&c.BreakerCooldown, 5*time.Second)
+}
+
+func (c *Config) hostKeyCallback() (ssh.HostKeyCallback, error) {
+	switch {
+	case c.HostKey != nil:
+		return ssh.FixedHostKey(c.HostKey), nil
+	case c.KnownHostsFile != "":
+		cb, err := knownhosts.New(c.KnownHostsFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading known_hosts %s: %w", c.KnownHostsFile, err)
+		}
+		return cb, nil
+	case c.InsecureSkipHostKeyVerification:
+		return func(host string, _ net.Addr, key ssh.PublicKey) error {
+			klog.Warningf("RDS host key of %s (%s %s) NOT verified: host-key verification is disabled by flag", host, key.Type(), ssh.FingerprintSHA256(key))
+			return nil
+		}, nil
+	default:
+		return nil, errors.New("no RDS host key to verify against: give a known_hosts file or a pinned key (or explicitly disable verification)")
+	}
+}
+
+// LoadSigner reads an OpenSSH private key file.
+func LoadSigner(path string) (ssh.Signer, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading SSH key: %w", err)
+	}
+	s, err := ssh.ParsePrivateKey(pem)
+	if err != nil {
+		return nil, fmt.Errorf("parsing SSH key %s: %w", path, err)
+	}
+	return s, nil
+}

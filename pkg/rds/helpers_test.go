@@ -1,0 +1,23 @@
+package rds
+
+import (
+	"os"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+func spec(slot string, size int64) routeros.DiskSpec {
+	return routeros.DiskSpec{
+		Slot: slot, FilePath: FilePathFor("/storage-pool/kubernetes-volumes", slot), Size: size,
+		Export: true, Port: 4420, NQN: routeros.NQNForSlot(slot),
+	}
+}
+
+func knownHostsLine(addr string, key ssh.PublicKey) string {
+	return knownhosts.Line([]string{knownhosts.Normalize(addr)}, key) + "\n"
+}
+
+func writeFile(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }

@@ -1,0 +1,259 @@
+package rds
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+// Disk is a file-backed disk on the RDS as the RDS reports it.
+type Disk struct {
+	Slot     string
+	FilePath string
+	Size     int64 // exact bytes
+	Exported bool
+	Port     int
+	NQN      string
+}
+
+// Capacity is the size and free space of a storage pool, in bytes.
+type Capacity struct {
+	Total int64
+	Free  int64
+}
+
+// Backend is what the CSI services need from an RDS. Storage implements it over SSH; tests may
+// use a fake.
+type Backend interface {
+	// CreateDisk creates the backing file and the disk entry. If the slot exists already, it
+	// returns the existing disk together with a KindAlreadyExists error.
+	CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk, error)
+	// CopyDisk creates a disk whose file is a copy of source's file (snapshots, clones,
+	// restores); an existing slot is reported as in CreateDisk.
+	CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error)
+	// GetDisk returns one disk, or a KindNotFound error.
+	GetDisk(ctx context.Context, slot string) (*Disk, error)
+	// ListDisks returns the file-backed disks whose slot starts with prefix, in RDS order.
+	ListDisks(ctx context.Context, prefix string) ([]Disk, error)
+	// ResizeDisk grows a disk to at least size bytes and returns the disk as it now is.
+	ResizeDisk(ctx context.Context, slot string, size int64) (*Disk, error)
+	// DeleteDisk removes the disk entry and its backing file. Both steps are idempotent: an
+	// absent disk or file is not an error. filePath is used when the disk entry is already gone.
+	DeleteDisk(ctx context.Context, slot, filePath string) error
+	// PoolCapacity returns the size and free space of a pool (its mount point name).
+	PoolCapacity(ctx context.Context, pool string) (*Capacity, error)
+	// Probe returns nil while the RDS is reachable.
+	Probe(ctx context.Context) error
+}
+
+// Runner runs one command; *Client is the real one.
+type Runner interface {
+	Run(ctx context.Context, cmd routeros.Command) (string, error)
+	Probe(ctx context.Context) error
+}
+
+// Storage implements Backend with RouterOS commands.
+type Storage struct{ r Runner }
+
+var _ Backend = (*Storage)(nil)
+
+// NewStorage returns the storage API over a command runner.
+func NewStorage(r Runner) *Storage { return &Storage{r: r} }
+
+// Probe implements Backend.
+func (s *Storage) Probe(ctx context.Context) error { return s.r.Probe(ctx) }
+
+func (s *Storage) run(ctx context.Context, cmd routeros.Command, err error) (string, error) {
+	if err != nil {
+		return "", err
+	}
+	return s.r.Run(ctx, cmd)
+}
+
+// CreateDisk implements Backend.
+func (s *Storage) CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk, error) {
+	cmd, err := routeros.DiskAdd(spec)
+	return s.add(ctx, spec, cmd, err)
+}
+
+// CopyDisk implements Backend.
+func (s *Storage) CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error) {
+	cmd, err := routeros.DiskCopy(source, spec)
+	return s.add(ctx, spec, cmd, err)
+}
+
+func (s *Storage) add(ctx context.Context, spec routeros.DiskSpec, cmd routeros.Command, err error) (*Disk, error) {
+	_, err = s.run(ctx, cmd, err)
+	if err != nil {
+		if !routeros.IsAlreadyExists(err) && routeros.KindOf(err) != routeros.KindInternal {
+			return nil, err
+		}
+		// The add may have failed because the slot exists (a retried create) or failed in a way
+		// that left the disk behind: report what is there.
+		if d, gerr := s.GetDisk(ctx, spec.Slot); gerr == nil {
+			return d, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: fmt.Sprintf("disk %s already exists", spec.Slot)}
+		}
+		if routeros.IsAlreadyExists(err) {
+			return nil, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: fmt.Sprintf(
+				"backing file %s exists without a disk entry for %s; it is left untouched (remove it on the RDS if it holds nothing of value)", spec.FilePath, spec.Slot), Err: err}
+		}
+		return nil, err
+	}
+	return s.GetDisk(ctx, spec.Slot)
+}
+
+// GetDisk implements Backend.
+func (s *Storage) GetDisk(ctx context.Context, slot string) (*Disk, error) {
+	cmd, err := routeros.DiskPrint(slot)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range routeros.ParsePrintDetail(out) {
+		if it.Fields["slot"] == slot {
+			return diskFromItem(it)
+		}
+	}
+	return nil, &routeros.Error{Kind: routeros.KindNotFound, Message: fmt.Sprintf("disk %s not found", slot)}
+}
+
+// ListDisks implements Backend.
+func (s *Storage) ListDisks(ctx context.Context, prefix string) ([]Disk, error) {
+	cmd, err := routeros.DiskPrintPrefix(prefix)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	var disks []Disk
+	for _, it := range routeros.ParsePrintDetail(out) {
+		if it.Fields["type"] != "file" || !strings.HasPrefix(it.Fields["slot"], prefix) {
+			continue
+		}
+		d, err := diskFromItem(it)
+		if err != nil {
+			return nil, err
+		}
+		disks = append(disks, *d)
+	}
+	return disks, nil
+}
+
+// ResizeDisk implements Backend.
+func (s *Storage) ResizeDisk(ctx context.Context, slot string, size int64) (*Disk, error) {
+	cur, err := s.GetDisk(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	if cur.Size >= size {
+		return cur, nil
+	}
+	cmd, err := routeros.DiskResize(slot, size)
+	if _, err := s.run(ctx, cmd, err); err != nil {
+		return nil, err
+	}
+	d, err := s.GetDisk(ctx, slot)
+	if err != nil {
+		return nil, err
+	}
+	if d.Size < size {
+		return nil, routeros.Errorf(routeros.KindInternal, "disk %s is %d bytes after resize to %d", slot, d.Size, size)
+	}
+	return d, nil
+}
+
+// DeleteDisk implements Backend. RouterOS leaves the .img file behind on `/disk remove`, so the
+// file is removed explicitly, and its absence verified, or storage would leak.
+func (s *Storage) DeleteDisk(ctx context.Context, slot, filePath string) error {
+	d, err := s.GetDisk(ctx, slot)
+	switch {
+	case err == nil:
+		filePath = d.FilePath
+		cmd, cerr := routeros.DiskRemove(slot)
+		if _, err := s.run(ctx, cmd, cerr); err != nil && !routeros.IsNotFound(err) {
+			return err
+		}
+	case !routeros.IsNotFound(err):
+		return err
+	}
+	if filePath == "" {
+		return nil
+	}
+	cmd, err := routeros.FileRemove(filePath)
+	if _, err := s.run(ctx, cmd, err); err != nil && !routeros.IsNotFound(err) {
+		return err
+	}
+	exists, err := s.fileExists(ctx, filePath)
+	if err != nil {
+		return err
+	}
+	if exists {
+		return routeros.Errorf(routeros.KindInternal, "backing file %s still exists after removal", filePath)
+	}
+	return nil
+}
+
+func (s *Storage) fileExists(ctx context.Context, p string) (bool, error) {
+	cmd, err := routeros.FilePrint(p)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return false, err
+	}
+	want := routeros.FileName(p)
+	for _, it := range routeros.ParsePrintDetail(out) {
+		if it.Fields["name"] == want {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// PoolCapacity implements Backend.
+func (s *Storage) PoolCapacity(ctx context.Context, pool string) (*Capacity, error) {
+	cmd, err := routeros.PoolPrint(pool)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range routeros.ParsePrintDetail(out) {
+		if it.Fields["mount-point"] != pool {
+			continue
+		}
+		total, err1 := routeros.ParseGroupedInt(it.Fields["size"])
+		free, err2 := routeros.ParseGroupedInt(it.Fields["free"])
+		if err1 != nil || err2 != nil {
+			return nil, routeros.Errorf(routeros.KindInternal, "pool %s: unreadable size %q or free %q", pool, it.Fields["size"], it.Fields["free"])
+		}
+		return &Capacity{Total: total, Free: free}, nil
+	}
+	return nil, &routeros.Error{Kind: routeros.KindNotFound, Message: fmt.Sprintf("pool %s not found", pool)}
+}
+
+func diskFromItem(it routeros.Item) (*Disk, error) {
+	f := it.Fields
+	d := &Disk{Slot: f["slot"], FilePath: f["file-path"], NQN: f["nvme-tcp-server-nqn"], Exported: f["nvme-tcp-export"] == "yes"}
+	if d.FilePath == "" {
+		d.FilePath = f["model"]
+	}
+	if size, err := routeros.ParseGroupedInt(f["size"]); err == nil {
+		d.Size = size
+	} else if size, err := routeros.ParseHumanSize(f["file-size"]); err == nil {
+		d.Size = size
+	} else {
+		return nil, routeros.Errorf(routeros.KindInternal, "disk %s: no readable size in RDS output", d.Slot)
+	}
+	if p := f["nvme-tcp-server-port"]; p != "" {
+		port, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, routeros.Errorf(routeros.KindInternal, "disk %s: bad port %q", d.Slot, p)
+		}
+		d.Port = port
+	}
+	return d, nil
+}
+
+// FilePathFor returns the backing file of a slot in a volume directory.
+func FilePathFor(volumePath, slot string) string { return path.Join(volumePath, slot+".img") }

@@ -1,0 +1,431 @@
+package rdssim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const diskFlags = "Flags: B - BLOCK-DEVICE; M - MOUNTED; F - FORMATTING; p - PARTITION"
+
+// execEnv carries what a command needs beyond the store.
+type execEnv struct {
+	width      int
+	outOfSpace bool
+	started    time.Time    // for uptime
+	emit       func(string) // streaming output (monitor-traffic without once)
+}
+
+// exec runs a parsed command and returns its output.
+func (st *store) exec(ctx context.Context, c *command, env execEnv) (string, error) {
+	switch c.kind {
+	case cmdNone:
+		return "", nil
+	case cmdDiskAdd:
+		return "", st.add(c.args, env.outOfSpace)
+	case cmdDiskSet:
+		return "", st.set(c.target, c.args, env.outOfSpace)
+	case cmdDiskRemove:
+		return "", st.remove(c.target)
+	case cmdDiskPrint:
+		return st.printDisks(c.where, env.width)
+	case cmdFilePrint:
+		return st.printFiles(c.where, env.width)
+	case cmdFileRemove:
+		return "", st.removeFiles(c.target)
+	case cmdDiskMonitor:
+		return st.monitor(ctx, c, env)
+	case cmdResourcePrint:
+		return st.resource(env.started)
+	}
+	return "", fmt.Errorf("rdssim: unhandled command kind %d", c.kind)
+}
+
+// ParseSize parses a RouterOS size: decimal bytes, optionally followed by one
+// binary unit letter k/K/M/G/T/P. Zero, fractions and overflow are rejected.
+func ParseSize(s string) (int64, error) {
+	orig := s
+	mult := int64(1)
+	if n := len(s); n > 0 {
+		if i := strings.IndexByte("kKMGTP", s[n-1]); i >= 0 {
+			mult = int64(1) << (10 * []int{1, 1, 2, 3, 4, 5}[i])
+			s = s[:n-1]
+		}
+	}
+	if s == "" || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, fmt.Errorf("invalid size %q", orig)
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v <= 0 || v > math.MaxInt64/mult {
+		return 0, fmt.Errorf("invalid size %q", orig)
+	}
+	return v * mult, nil
+}
+
+// applyExport applies the nvme-tcp-* parameters to d.
+func applyExport(d *Disk, a map[string]arg) error {
+	if v, ok := a["nvme-tcp-export"]; ok {
+		switch v.val {
+		case "yes":
+			d.NVMeExport = true
+		case "no":
+			d.NVMeExport = false
+		default:
+			return errInvalidParam
+		}
+	}
+	if v, ok := a["nvme-tcp-server-port"]; ok {
+		p, err := strconv.Atoi(v.val)
+		if err != nil || p < 1 || p > 65535 {
+			return errInvalidParam
+		}
+		d.NVMePort = p
+	}
+	if v, ok := a["nvme-tcp-server-nqn"]; ok {
+		d.NQN = v.val
+	}
+	if v, ok := a["nvme-tcp-server-allow-host-name"]; ok {
+		d.AllowHostName = v.val
+	}
+	return nil
+}
+
+func (st *store) add(a map[string]arg, outOfSpace bool) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	d := &Disk{Slot: a["slot"].val, FilePath: a["file-path"].val, NVMePort: defaultPort}
+	if a["type"].val != "file" || d.Slot == "" || !validFilePath(d.FilePath) {
+		return errInvalidParam
+	}
+	if err := applyExport(d, a); err != nil {
+		return err
+	}
+	if _, ok := a["nvme-tcp-server-nqn"]; !ok {
+		d.NQN = nqnPrefix + d.Slot
+	}
+	for _, o := range st.disks {
+		if o.Slot == d.Slot {
+			return failure("slot already exists")
+		}
+	}
+	size := int64(-1)
+	if v, ok := a["file-size"]; ok {
+		n, err := ParseSize(v.val)
+		if err != nil {
+			return errInvalidParam
+		}
+		size = n
+	}
+	var src *Disk
+	if cf, ok := a["copy-from"]; ok {
+		sel := cf.sel
+		if sel == nil {
+			if cf.val == "" {
+				return errInvalidParam
+			}
+			sel = &selector{name: cf.val}
+		}
+		ds := st.selectLocked(sel)
+		if len(ds) == 0 {
+			return errNoSuchItem
+		}
+		src = ds[0]
+		if size >= 0 && size < src.FileSize {
+			return errInvalidParam
+		}
+		size = max(size, src.FileSize)
+	} else if size < 0 {
+		return errInvalidParam
+	}
+	hp := st.hostPath(d.FilePath)
+	if _, err := os.Lstat(hp); err == nil {
+		return failure("file already exists")
+	}
+	if err := st.checkSpaceLocked(size, outOfSpace); err != nil {
+		return err
+	}
+	if err := createImage(hp, size, src, st.hostPath); err != nil {
+		return failure(err.Error())
+	}
+	d.FileSize = size
+	st.disks = append(st.disks, d)
+	if err := st.saveLocked(); err != nil {
+		st.disks = st.disks[:len(st.disks)-1]
+		_ = os.Remove(hp)
+		return failure(err.Error())
+	}
+	return nil
+}
+
+// createImage creates the sparse image hp of size bytes, with the content of
+// src's image if src is not nil. On error nothing is left behind.
+func createImage(hp string, size int64, src *Disk, hostPath func(string) string) (err error) {
+	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(hp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			_ = os.Remove(hp)
+		}
+	}()
+	if src != nil {
+		sf, err := os.Open(hostPath(src.FilePath))
+		if err != nil {
+			return err
+		}
+		defer sf.Close()
+		if err := copySparse(f, sf); err != nil {
+			return err
+		}
+	}
+	return f.Truncate(size)
+}
+
+func (st *store) set(sel *selector, a map[string]arg, outOfSpace bool) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ds := st.selectLocked(sel)
+	if len(ds) == 0 && !sel.find {
+		return errNoSuchItem
+	}
+	size := int64(-1)
+	if v, ok := a["file-size"]; ok {
+		n, err := ParseSize(v.val)
+		if err != nil {
+			return errInvalidParam
+		}
+		size = n
+	}
+	updated := make([]Disk, len(ds))
+	var grow int64
+	for i, d := range ds {
+		updated[i] = *d
+		if err := applyExport(&updated[i], a); err != nil {
+			return err
+		}
+		if size >= 0 {
+			if size < d.FileSize {
+				return errInvalidParam
+			}
+			grow += size - d.FileSize
+			updated[i].FileSize = size
+		}
+	}
+	if err := st.checkSpaceLocked(grow, outOfSpace); err != nil {
+		return err
+	}
+	for i, d := range ds {
+		if updated[i].FileSize != d.FileSize {
+			if err := os.Truncate(st.hostPath(d.FilePath), updated[i].FileSize); err != nil {
+				return failure(err.Error())
+			}
+		}
+		*d = updated[i]
+	}
+	if len(ds) == 0 {
+		return nil
+	}
+	if err := st.saveLocked(); err != nil {
+		return failure(err.Error())
+	}
+	return nil
+}
+
+// remove drops disk entries; their image files stay (as on real RDS).
+func (st *store) remove(sel *selector) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ds := st.selectLocked(sel)
+	if len(ds) == 0 {
+		if sel.find {
+			return nil
+		}
+		return errNoSuchItem
+	}
+	gone := map[*Disk]bool{}
+	for _, d := range ds {
+		gone[d] = true
+	}
+	kept := st.disks[:0:0]
+	for _, d := range st.disks {
+		if !gone[d] {
+			kept = append(kept, d)
+		}
+	}
+	old := st.disks
+	st.disks = kept
+	if err := st.saveLocked(); err != nil {
+		st.disks = old
+		return failure(err.Error())
+	}
+	return nil
+}
+
+func (st *store) printDisks(where []cond, width int) (string, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	pool, err := st.poolItemLocked()
+	if err != nil {
+		return "", err
+	}
+	all := []item{pool}
+	for _, d := range st.disks {
+		all = append(all, st.diskItem(d))
+	}
+	var items []item
+	for _, it := range all {
+		if matchAll(where, it) {
+			items = append(items, it)
+		}
+	}
+	return renderItems(diskFlags, items, width), nil
+}
+
+func (st *store) printFiles(where []cond, width int) (string, error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	entries, err := st.filesLocked()
+	if err != nil {
+		return "", failure(err.Error())
+	}
+	var items []item
+	for _, e := range entries {
+		if it := fileItem(e); matchAll(where, it) {
+			items = append(items, it)
+		}
+	}
+	return renderItems("", items, width), nil
+}
+
+// removeFiles removes files (and empty directories). A file that backs a
+// disk entry is refused: remove the disk first.
+func (st *store) removeFiles(sel *selector) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	entries, err := st.filesLocked()
+	if err != nil {
+		return failure(err.Error())
+	}
+	var targets []fileEntry
+	for _, e := range entries {
+		if sel.find && matchAll(sel.conds, fileItem(e)) || !sel.find && e.name == strings.TrimPrefix(sel.name, "/") {
+			targets = append(targets, e)
+		}
+	}
+	if len(targets) == 0 && !sel.find {
+		return errNoSuchItem
+	}
+	for _, e := range targets {
+		if st.diskByFileLocked("/"+e.name) != nil {
+			return failure("file is in use")
+		}
+	}
+	// Deepest first, so a directory is removed after its content.
+	sort.Slice(targets, func(i, j int) bool { return targets[i].name > targets[j].name })
+	for _, e := range targets {
+		if err := os.Remove(st.hostPath(e.name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if e.isDir {
+				return failure("directory is not empty")
+			}
+			return failure(err.Error())
+		}
+	}
+	return nil
+}
+
+func (st *store) monitor(ctx context.Context, c *command, env execEnv) (string, error) {
+	sample := func() (string, error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		ds := st.selectLocked(c.target)
+		if len(ds) == 0 {
+			return "", errNoSuchItem
+		}
+		var written int64
+		if fi, err := os.Stat(st.hostPath(ds[0].FilePath)); err == nil {
+			written = allocatedBytes(fi)
+		}
+		return renderKV([][2]string{
+			{"slot", ds[0].Slot},
+			{"read-ops-per-second", "0"},
+			{"write-ops-per-second", "0"},
+			{"read-rate", "0bps"},
+			{"write-rate", "0bps"},
+			{"read-bytes", "0"},
+			{"write-bytes", groupDigits(written)},
+		}), nil
+	}
+	if c.flags["once"] {
+		return sample()
+	}
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		out, err := sample()
+		if err != nil {
+			return "", err
+		}
+		env.emit(out + "\n")
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func (st *store) resource(started time.Time) (string, error) {
+	st.mu.Lock()
+	used, err := st.usedLocked()
+	st.mu.Unlock()
+	if err != nil {
+		return "", failure(err.Error())
+	}
+	up := time.Since(started).Truncate(time.Second)
+	return renderKV([][2]string{
+		{"uptime", routerOSDuration(up)},
+		{"version", "7.20.4 (stable)"},
+		{"free-memory", "28.4GiB"},
+		{"total-memory", "32.0GiB"},
+		{"cpu", "ARM64"},
+		{"cpu-count", "4"},
+		{"cpu-load", "1%"},
+		{"free-hdd-space", humanSize(max(st.poolSize-used, 0))},
+		{"total-hdd-space", humanSize(st.poolSize)},
+		{"architecture-name", "arm64"},
+		{"board-name", "RDS2216"},
+		{"platform", "MikroTik"},
+	}), nil
+}
+
+// routerOSDuration prints 1w2d3h4m5s.
+func routerOSDuration(d time.Duration) string {
+	s := int64(d / time.Second)
+	var b strings.Builder
+	for _, u := range []struct {
+		n int64
+		s string
+	}{{7 * 86400, "w"}, {86400, "d"}, {3600, "h"}, {60, "m"}} {
+		if s >= u.n {
+			fmt.Fprintf(&b, "%d%s", s/u.n, u.s)
+			s %= u.n
+		}
+	}
+	fmt.Fprintf(&b, "%ds", s)
+	return b.String()
+}
