@@ -55,8 +55,8 @@ func sizeFor(cr *csi.CapacityRange, def int64) (int64, error) {
 	}
 	if rounded := roundUp(size, sizeAlign); lim == 0 || rounded <= lim {
 		size = rounded
-	} else if rounded = roundUp(size, 4096); rounded <= lim {
-		size = rounded
+	} else {
+		size = roundUp(size, 4096)
 	}
 	if lim > 0 && size > lim {
 		return 0, status.Errorf(codes.OutOfRange, "no volume size fits between %d and %d bytes (minimum %d, 4 KiB steps)", req, lim, routeros.MinFileSize)

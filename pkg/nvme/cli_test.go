@@ -216,8 +216,8 @@ func TestCLIDisconnect(t *testing.T) {
 
 func TestCLIRescanAndHealth(t *testing.T) {
 	tests := []struct {
-		tree, nqn             string
-		wantRescan            []string
+		tree, nqn            string
+		wantRescan           []string
 		rescanErr, healthErr error
 	}{
 		{tree: "single", nqn: nqnA, wantRescan: []string{"nvme ns-rescan DEV/nvme0"}},
