@@ -279,12 +279,12 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 
 func volumeFromDisk(disk *rds.Disk, def Defaults) *csi.Volume {
 	def = def.withFallbacks()
-	vc := map[string]string{ctxNQN: disk.NQN, ctxFilePath: disk.FilePath}
+	vc := map[string]string{ContextNQN: disk.NQN, ContextFilePath: disk.FilePath}
 	if disk.Port != 0 {
-		vc[ctxNVMePort] = strconv.Itoa(disk.Port)
+		vc[ContextNVMePort] = strconv.Itoa(disk.Port)
 	}
 	if def.NVMeAddress != "" {
-		vc[ctxNVMeAddress] = def.NVMeAddress
+		vc[ContextNVMeAddress] = def.NVMeAddress
 	}
 	return &csi.Volume{VolumeId: disk.Slot, CapacityBytes: disk.Size, VolumeContext: vc}
 }

@@ -128,7 +128,7 @@ func TestCreateVolumeIdempotentByName(t *testing.T) {
 		t.Fatalf("capacity %d, want exactly 1.5 GiB", r1.Volume.CapacityBytes)
 	}
 	vc := r1.Volume.VolumeContext
-	if vc[ctxNQN] != routeros.NQNForSlot(r1.Volume.VolumeId) || vc[ctxNVMeAddress] != "10.0.0.1" || vc[ctxNVMePort] != "4420" {
+	if vc[ContextNQN] != routeros.NQNForSlot(r1.Volume.VolumeId) || vc[ContextNVMeAddress] != "10.0.0.1" || vc[ContextNVMePort] != "4420" {
 		t.Fatalf("volume context %v lacks what the node needs", vc)
 	}
 	r2, err := d.CreateVolume(ctx, createReq("data-1", 3*gib/2))
@@ -318,7 +318,7 @@ func TestPublishRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := resp.PublishContext
-	if pc[ctxNQN] != routeros.NQNForSlot(a) || pc[ctxNVMeAddress] != "10.0.0.1" || pc[ctxNVMePort] != "4420" || pc[ctxFilePath] == "" {
+	if pc[ContextNQN] != routeros.NQNForSlot(a) || pc[ContextNVMeAddress] != "10.0.0.1" || pc[ContextNVMePort] != "4420" || pc[ContextFilePath] == "" {
 		t.Fatalf("publish context %v", pc)
 	}
 	if _, err := pub(a, "node-a", rwo, false); err != nil {
@@ -423,7 +423,7 @@ func TestSnapshotsRecordTheirSource(t *testing.T) {
 func TestSizeFor(t *testing.T) {
 	cases := []struct {
 		req, lim, want int64
-		code         codes.Code
+		code           codes.Code
 	}{
 		{0, 0, gib, codes.OK},
 		{1, 0, 1 << 20, codes.OK},

@@ -1,8 +1,233 @@
 package driver
 
-// NodeConfig configures the Node service. (Placeholder until the node service lands.)
-type NodeConfig struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
 
-type nodeService struct{}
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	mount "k8s.io/mount-utils"
+	utilexec "k8s.io/utils/exec"
 
-func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) { return &nodeService{}, nil }
+	"github.com/srvlab/rds-csi/pkg/nvme"
+)
+
+// NodeConfig configures the Node service.
+type NodeConfig struct {
+	// Initiator attaches volumes: nvme.NewCLI (NVMe/TCP) or nvme.NewLoop (simulator files).
+	Initiator nvme.Initiator
+	// Mounter mounts, formats and probes; nil → the host's mount(8) with Exec.
+	Mounter *mount.SafeFormatAndMount
+	// Exec runs blkid, mkfs, fsck and the resize tools; nil → Mounter.Exec, or the host's with
+	// the timeouts below.
+	Exec utilexec.Interface
+	// MaxVolumesPerNode is reported by NodeGetInfo; 0 = no limit.
+	MaxVolumesPerNode int64
+	// CommandTimeout bounds blkid and other short commands run through the default Exec (1m).
+	CommandTimeout time.Duration
+	// FormatTimeout bounds mkfs, fsck, resize2fs and xfs_growfs run through the default Exec (10m).
+	FormatTimeout time.Duration
+	// MountInfoPath and SysfsRoot are for tests: /proc/self/mountinfo and /sys by default.
+	MountInfoPath string
+	SysfsRoot     string
+}
+
+type nodeService struct {
+	nodeID    string
+	maxVols   int64
+	initiator nvme.Initiator
+	mounter   *mount.SafeFormatAndMount
+	exec      utilexec.Interface
+	resizer   *mount.ResizeFs
+	mountInfo string
+	sysfs     string
+	locks     *inflight
+	// stat is os.Stat; tests replace it to make a mount point look broken (ENOTCONN, EIO).
+	stat func(string) (os.FileInfo, error)
+}
+
+func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
+	if nodeID == "" {
+		return nil, errors.New("node service: empty node ID")
+	}
+	if cfg.Initiator == nil {
+		return nil, errors.New("node service: no NVMe initiator")
+	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = time.Minute
+	}
+	if cfg.FormatTimeout <= 0 {
+		cfg.FormatTimeout = 10 * time.Minute
+	}
+	ex := cfg.Exec
+	if ex == nil && cfg.Mounter != nil {
+		ex = cfg.Mounter.Exec
+	}
+	if ex == nil {
+		ex = &timeoutExec{Interface: utilexec.New(), timeout: cfg.CommandTimeout, formatTimeout: cfg.FormatTimeout}
+	}
+	m := cfg.Mounter
+	if m == nil {
+		m = mount.NewSafeFormatAndMount(mount.New(""), ex)
+	}
+	if m.Exec == nil {
+		m.Exec = ex
+	}
+	if cfg.MountInfoPath == "" {
+		cfg.MountInfoPath = "/proc/self/mountinfo"
+	}
+	if cfg.SysfsRoot == "" {
+		cfg.SysfsRoot = "/sys"
+	}
+	return &nodeService{
+		nodeID:    nodeID,
+		maxVols:   cfg.MaxVolumesPerNode,
+		initiator: cfg.Initiator,
+		mounter:   m,
+		exec:      ex,
+		resizer:   mount.NewResizeFs(ex),
+		mountInfo: cfg.MountInfoPath,
+		sysfs:     cfg.SysfsRoot,
+		locks:     newInflight(),
+		stat:      os.Stat,
+	}, nil
+}
+
+// lock takes the per-volume lock of the node service; a second operation on the same volume while
+// one runs gets Aborted and is retried by the CO.
+func (n *nodeService) lock(volID string) (func(), error) {
+	if !n.locks.tryAcquire(volID) {
+		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress on this node", volID)
+	}
+	return func() { n.locks.release(volID) }, nil
+}
+
+func (d *Driver) nodeOrErr() (*nodeService, error) {
+	if d.node == nil {
+		return nil, status.Error(codes.Unimplemented, "the node service is not enabled in this process")
+	}
+	return d.node, nil
+}
+
+// NodeStageVolume implements csi.NodeServer.
+func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.stageVolume(ctx, req)
+}
+
+// NodeUnstageVolume implements csi.NodeServer.
+func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.unstageVolume(ctx, req)
+}
+
+// NodePublishVolume implements csi.NodeServer.
+func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.publishVolume(ctx, req)
+}
+
+// NodeUnpublishVolume implements csi.NodeServer.
+func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.unpublishVolume(ctx, req)
+}
+
+// NodeGetVolumeStats implements csi.NodeServer.
+func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.volumeStats(ctx, req)
+}
+
+// NodeExpandVolume implements csi.NodeServer.
+func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.expandVolume(ctx, req)
+}
+
+// NodeGetVolumeHealth implements csi.NodeServer (CSI 1.13: it replaces the volume condition of
+// NodeGetVolumeStats).
+func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return n.volumeHealth(ctx, req)
+}
+
+// NodeGetInfo implements csi.NodeServer. No topology: every node reaches the RDS.
+func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
+	n, err := d.nodeOrErr()
+	if err != nil {
+		return nil, err
+	}
+	return &csi.NodeGetInfoResponse{NodeId: n.nodeID, MaxVolumesPerNode: n.maxVols}, nil
+}
+
+// NodeGetCapabilities implements csi.NodeServer.
+func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
+	if _, err := d.nodeOrErr(); err != nil {
+		return nil, err
+	}
+	var caps []*csi.NodeServiceCapability
+	for _, t := range []csi.NodeServiceCapability_RPC_Type{
+		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_STATS,
+		csi.NodeServiceCapability_RPC_EXPAND_VOLUME,
+		csi.NodeServiceCapability_RPC_GET_VOLUME_HEALTH,
+		csi.NodeServiceCapability_RPC_SINGLE_NODE_MULTI_WRITER,
+	} {
+		caps = append(caps, &csi.NodeServiceCapability{Type: &csi.NodeServiceCapability_Rpc{
+			Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
+	}
+	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
+}
+
+// nodeStatus turns an initiator or host error into a gRPC status that keeps its meaning.
+func nodeStatus(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	what := fmt.Sprintf(format, args...)
+	code := codes.Internal
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	case errors.Is(err, nvme.ErrInvalid):
+		code = codes.InvalidArgument
+	case errors.Is(err, nvme.ErrNotFound):
+		code = codes.NotFound
+	case errors.Is(err, nvme.ErrUnavailable):
+		code = codes.Unavailable
+	case errors.Is(err, nvme.ErrNotConnected), errors.Is(err, nvme.ErrNotOwned):
+		code = codes.FailedPrecondition
+	}
+	return status.Errorf(code, "%s: %v", what, err)
+}

@@ -29,19 +29,6 @@ const (
 	ParamMigrationTimeout = "migrationTimeout"
 )
 
-// Volume and publish context keys, read by the node service.
-const (
-	ctxNVMeAddress      = "nvmeAddress"
-	ctxNVMePort         = "nvmePort"
-	ctxNQN              = "nqn"
-	ctxFilePath         = "filePath"
-	ctxFSType           = "fsType"
-	ctxCtrlLossTmo      = "ctrlLossTmo"
-	ctxReconnectDelay   = "reconnectDelay"
-	ctxKeepAliveTmo     = "keepAliveTmo"
-	ctxMigrationTimeout = "migrationTimeout"
-)
-
 // volumeParams are validated StorageClass parameters.
 type volumeParams struct {
 	VolumePath       string
@@ -184,14 +171,14 @@ func validateAddress(a string) error {
 // volumeContext is what the node needs to attach the volume, recorded on the PV.
 func (p volumeParams) volumeContext(filePath, nqn string) map[string]string {
 	vc := map[string]string{
-		ctxNVMeAddress:      p.NVMeAddress,
-		ctxNVMePort:         strconv.Itoa(p.NVMePort),
-		ctxNQN:              nqn,
-		ctxFilePath:         filePath,
-		ctxFSType:           p.FSType,
-		ctxMigrationTimeout: p.MigrationTimeout.String(),
+		ContextNVMeAddress:      p.NVMeAddress,
+		ContextNVMePort:         strconv.Itoa(p.NVMePort),
+		ContextNQN:              nqn,
+		ContextFilePath:         filePath,
+		ContextFSType:           p.FSType,
+		ContextMigrationTimeout: p.MigrationTimeout.String(),
 	}
-	for k, v := range map[string]string{ctxCtrlLossTmo: p.CtrlLossTmo, ctxReconnectDelay: p.ReconnectDelay, ctxKeepAliveTmo: p.KeepAliveTmo} {
+	for k, v := range map[string]string{ContextCtrlLossTmo: p.CtrlLossTmo, ContextReconnectDelay: p.ReconnectDelay, ContextKeepAliveTmo: p.KeepAliveTmo} {
 		if v != "" {
 			vc[k] = v
 		}

@@ -62,7 +62,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		return nil, status.Errorf(codes.NotFound, "node %s does not exist", req.GetNodeId())
 	}
 	migration := attachment.DefaultMigrationTimeout
-	if v := req.GetVolumeContext()[ctxMigrationTimeout]; v != "" {
+	if v := req.GetVolumeContext()[ContextMigrationTimeout]; v != "" {
 		if t, err := time.ParseDuration(v); err == nil && t > 0 {
 			migration = t
 		}
@@ -81,20 +81,20 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 
 func (d *Driver) publishContext(nqn string, port int, filePath string, vc map[string]string) map[string]string {
 	def := d.opts.DefaultParams.withFallbacks()
-	addr := vc[ctxNVMeAddress]
+	addr := vc[ContextNVMeAddress]
 	if addr == "" {
 		addr = def.NVMeAddress
 	}
 	if port == 0 {
 		port = def.NVMePort
-		if p, err := strconv.Atoi(vc[ctxNVMePort]); err == nil {
+		if p, err := strconv.Atoi(vc[ContextNVMePort]); err == nil {
 			port = p
 		}
 	}
 	if nqn == "" {
-		nqn = vc[ctxNQN]
+		nqn = vc[ContextNQN]
 	}
-	return map[string]string{ctxNVMeAddress: addr, ctxNVMePort: strconv.Itoa(port), ctxNQN: nqn, ctxFilePath: filePath}
+	return map[string]string{ContextNVMeAddress: addr, ContextNVMePort: strconv.Itoa(port), ContextNQN: nqn, ContextFilePath: filePath}
 }
 
 // ControllerUnpublishVolume implements csi.ControllerServer. It is idempotent, and an empty node
@@ -119,5 +119,3 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 	klog.InfoS("Volume unpublished", "volume", id, "node", req.GetNodeId())
 	return &csi.ControllerUnpublishVolumeResponse{}, nil
 }
-
-var _ = routeros.NQNForSlot

@@ -22,7 +22,7 @@ type CLIConfig struct {
 	DevRoot        string        // "" → /dev
 	NVMePath       string        // "" → nvme
 	HostNQN        string        // "" → nvme-cli's default (/etc/nvme/hostnqn)
-	CommandTimeout time.Duration // per nvme-cli call; "" → DefaultCommandTimeout
+	CommandTimeout time.Duration // per nvme-cli call; 0 → DefaultCommandTimeout
 	DeviceWait     time.Duration // how long Connect waits for the namespace; 0 → 30s
 	PollInterval   time.Duration // 0 → 100ms
 

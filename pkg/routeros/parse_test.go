@@ -129,17 +129,6 @@ func checkOrder(t *testing.T, it Item) {
 	}
 }
 
-func withFields(base map[string]string, pairs ...string) map[string]string {
-	m := make(map[string]string, len(base))
-	for k, v := range base {
-		m[k] = v
-	}
-	for k, v := range kv(pairs...) {
-		m[k] = v
-	}
-	return m
-}
-
 func crlf(s string) string { return strings.ReplaceAll(s, "\n", "\r\n") }
 
 func TestParsePrintDetail(t *testing.T) {

@@ -1,0 +1,278 @@
+package driver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/container-storage-interface/spec/lib/go/csi"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
+	utilexec "k8s.io/utils/exec"
+
+	"github.com/srvlab/rds-csi/pkg/nvme"
+	"github.com/srvlab/rds-csi/pkg/routeros"
+)
+
+// Raw block volumes are staged as a bind mount of the device node onto <staging>/<volume ID>: a
+// mark that says "staged" and goes away by itself on reboot, like the filesystem mount does.
+func blockStagingFile(staging, volID string) string { return filepath.Join(staging, volID) }
+
+func (n *nodeService) stageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+	if err := checkVolumeID(req.GetVolumeId()); err != nil {
+		return nil, err
+	}
+	if err := checkPath("staging target path", req.GetStagingTargetPath()); err != nil {
+		return nil, err
+	}
+	v, err := parseNodeVolume(req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), req.GetVolumeContext())
+	if err != nil {
+		return nil, err
+	}
+	unlock, err := n.lock(v.id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := n.stage(ctx, v, req.GetStagingTargetPath()); err != nil {
+		return nil, err
+	}
+	return &csi.NodeStageVolumeResponse{}, nil
+}
+
+// stage connects the volume and mounts it at staging; the caller holds the volume lock.
+func (n *nodeService) stage(ctx context.Context, v *nodeVolume, staging string) error {
+	dev, err := n.initiator.Connect(ctx, v.target)
+	if err != nil {
+		return nodeStatus(err, "connecting volume %s", v.id)
+	}
+	if v.block {
+		return n.stageBlock(v, dev, staging)
+	}
+	return n.stageMount(ctx, v, dev, staging)
+}
+
+// repairStale unmounts path while it holds something other than the volume's current device, and
+// reports whether the current device is already mounted there.
+func (n *nodeService) repairStale(path, dev string, block bool) (bool, error) {
+	for i := 0; i < maxStackedMounts; i++ {
+		state, why, err := n.checkMount(path, dev, block)
+		if err != nil {
+			return false, status.Errorf(codes.Internal, "checking %s: %v", path, err)
+		}
+		switch state {
+		case mountedOK:
+			return true, nil
+		case notMounted:
+			return false, nil
+		}
+		klog.InfoS("Stale mount found, unmounting it", "path", path, "reason", why)
+		if err := n.mounter.Unmount(path); err != nil {
+			return false, status.Errorf(codes.Internal, "unmounting stale mount %s (%s): %v", path, why, err)
+		}
+	}
+	return false, status.Errorf(codes.Internal, "%s still has stale mounts after %d unmounts", path, maxStackedMounts)
+}
+
+func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, staging string) error {
+	ok, err := n.repairStale(staging, dev, false)
+	if err != nil {
+		return err
+	}
+	if ok {
+		if at, err := n.mountsAt(staging); err == nil && len(at) > 0 && at[len(at)-1].FsType != v.fsType {
+			return status.Errorf(codes.AlreadyExists, "volume %s is already staged at %s as %s, not %s", v.id, staging, at[len(at)-1].FsType, v.fsType)
+		}
+		klog.V(4).InfoS("Volume already staged", "volume", v.id, "staging", staging, "device", dev)
+		return nil
+	}
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		return status.Errorf(codes.Internal, "creating staging path %s: %v", staging, err)
+	}
+	existing, err := n.probeFilesystem(ctx, dev)
+	if err != nil {
+		return err
+	}
+	opts := v.mountOptions()
+	switch existing {
+	case "":
+		if v.readOnly {
+			return status.Errorf(codes.FailedPrecondition, "volume %s is blank and cannot be formatted for a read-only access mode", v.id)
+		}
+		klog.InfoS("Formatting blank volume", "volume", v.id, "device", dev, "fsType", v.fsType)
+		if err := n.mounter.FormatAndMount(dev, staging, v.fsType, opts); err != nil {
+			return status.Errorf(codes.Internal, "formatting and mounting volume %s (%s) at %s: %v", v.id, dev, staging, err)
+		}
+	case v.fsType:
+		if err := n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults")); err != nil {
+			return status.Errorf(codes.Internal, "mounting volume %s (%s) at %s: %v", v.id, dev, staging, err)
+		}
+	default:
+		return status.Errorf(codes.FailedPrecondition, "volume %s holds %s, not the requested %s: it is neither formatted nor mounted", v.id, existing, v.fsType)
+	}
+	if state, why, err := n.checkMount(staging, dev, false); err != nil || state != mountedOK {
+		return status.Errorf(codes.Internal, "volume %s was mounted at %s but the mount table disagrees: %s %v", v.id, staging, why, err)
+	}
+	klog.InfoS("Volume staged", "volume", v.id, "device", dev, "staging", staging, "fsType", v.fsType)
+	return nil
+}
+
+// probeFilesystem returns the filesystem on dev, or "" when blkid positively says the device is
+// blank (exit status 2 and no output). Anything else that is not a clean answer is an error: a
+// device is never formatted on a guess.
+func (n *nodeService) probeFilesystem(ctx context.Context, dev string) (string, error) {
+	out, err := n.exec.CommandContext(ctx, "blkid", "-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", dev).CombinedOutput()
+	text := strings.TrimSpace(string(out))
+	if err != nil {
+		var ee utilexec.ExitError
+		if errors.As(err, &ee) && ee.ExitStatus() == 2 && text == "" {
+			return "", nil
+		}
+		return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid: %v %s", dev, err, text)
+	}
+	var fsType, ptType string
+	for _, line := range strings.Split(text, "\n") {
+		k, val, ok := strings.Cut(strings.TrimSpace(line), "=")
+		switch {
+		case !ok:
+			return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid printed %q", dev, text)
+		case k == "TYPE":
+			fsType = val
+		case k == "PTTYPE":
+			ptType = val
+		}
+	}
+	if ptType != "" {
+		return "", status.Errorf(codes.FailedPrecondition, "%s holds a %s partition table: refusing to format or mount it", dev, ptType)
+	}
+	if fsType == "" {
+		return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid found a signature without a type: %q", dev, text)
+	}
+	return fsType, nil
+}
+
+func (n *nodeService) stageBlock(v *nodeVolume, dev, staging string) error {
+	if err := os.MkdirAll(staging, 0o750); err != nil {
+		return status.Errorf(codes.Internal, "creating staging path %s: %v", staging, err)
+	}
+	mark := blockStagingFile(staging, v.id)
+	ok, err := n.repairStale(mark, dev, true)
+	if err != nil {
+		return err
+	}
+	if ok {
+		klog.V(4).InfoS("Volume already staged", "volume", v.id, "staging", mark, "device", dev)
+		return nil
+	}
+	if err := n.bindDevice(dev, mark, false); err != nil {
+		return err
+	}
+	klog.InfoS("Block volume staged", "volume", v.id, "device", dev, "staging", mark)
+	return nil
+}
+
+// bindDevice bind mounts a device node onto a file, creating the file if needed.
+func (n *nodeService) bindDevice(dev, file string, ro bool) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
+		return status.Errorf(codes.Internal, "creating %s: %v", filepath.Dir(file), err)
+	}
+	fi, err := os.Lstat(file)
+	switch {
+	case os.IsNotExist(err):
+		f, err := os.OpenFile(file, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+		if err != nil {
+			return status.Errorf(codes.Internal, "creating %s: %v", file, err)
+		}
+		_ = f.Close()
+	case err != nil:
+		return status.Errorf(codes.Internal, "checking %s: %v", file, err)
+	case fi.IsDir():
+		return status.Errorf(codes.InvalidArgument, "%s is a directory, a raw block volume needs a file", file)
+	}
+	opts := []string{"bind"}
+	if ro {
+		opts = append(opts, "ro")
+	}
+	if err := n.mounter.Mount(dev, file, "", opts); err != nil {
+		return status.Errorf(codes.Internal, "bind mounting %s onto %s: %v", dev, file, err)
+	}
+	return nil
+}
+
+func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
+	if err := checkVolumeID(id); err != nil {
+		return nil, err
+	}
+	if err := checkPath("staging target path", staging); err != nil {
+		return nil, err
+	}
+	unlock, err := n.lock(id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	// The filesystem first: while it is mounted, <staging>/<id> is a path inside the user's
+	// filesystem and must not be touched.
+	if err := n.unmountAll(staging); err != nil {
+		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
+	}
+	mark := blockStagingFile(staging, id)
+	if err := n.unmountAll(mark); err != nil {
+		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
+	}
+	if err := n.removeMountPoint(mark); err != nil {
+		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
+	}
+	// The staging directory belongs to the CO and stays.
+	if err := n.disconnectIfUnused(ctx, id); err != nil {
+		return nil, err
+	}
+	klog.InfoS("Volume unstaged", "volume", id, "staging", staging)
+	return &csi.NodeUnstageVolumeResponse{}, nil
+}
+
+// disconnectIfUnused disconnects the volume's subsystem unless its device is still in use on this
+// node. A device still mounted elsewhere (a publish target that was not unpublished, a mount made
+// by hand, a device-mapper holder) is left connected and the unstage still succeeds: the staging
+// path is clean, which is all NodeUnstageVolume promises; tearing the device away from a live
+// mount would lose that mount's data; and the connection left behind is reused by the next stage
+// or dropped by the kernel after ctrl_loss_tmo once the controller removes the export.
+func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
+	nqn := routeros.NQNForSlot(id)
+	if !nvme.Owned(nqn) {
+		return status.Errorf(codes.Internal, "NQN %s of volume %s is not owned by this driver", nqn, id)
+	}
+	dev, err := n.initiator.Device(ctx, nqn)
+	if errors.Is(err, nvme.ErrNotConnected) {
+		return nil
+	}
+	if err != nil {
+		return nodeStatus(err, "looking up the device of volume %s", id)
+	}
+	users, err := n.deviceUsers(dev)
+	if err != nil {
+		return status.Errorf(codes.Internal, "checking whether %s (volume %s) is still in use: %v", dev, id, err)
+	}
+	if len(users) > 0 {
+		klog.InfoS("Volume unstaged but its device is still in use on this node: not disconnecting it", "volume", id, "device", dev, "users", users)
+		return nil
+	}
+	if err := n.initiator.Disconnect(ctx, nqn); err != nil {
+		return nodeStatus(err, "disconnecting volume %s", id)
+	}
+	return nil
+}
+
+// describeUsers is for messages.
+func describeUsers(users []string) string {
+	if len(users) > 3 {
+		return fmt.Sprintf("%s and %d more", strings.Join(users[:3], ", "), len(users)-3)
+	}
+	return strings.Join(users, ", ")
+}
