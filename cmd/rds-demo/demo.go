@@ -49,10 +49,10 @@ func (d *demo) step(name string, fn func() (string, error)) error {
 	detail, err := fn()
 	dur := time.Since(start).Round(time.Microsecond)
 	if err != nil {
-		fmt.Printf("[%2d] %-44s %10s  FAILED: %v\n", d.steps, name, dur, err)
+		fmt.Printf("[%2d] %-54s %10s  FAILED: %v\n", d.steps, name, dur, err)
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	fmt.Printf("[%2d] %-44s %10s  ok  %s\n", d.steps, name, dur, detail)
+	fmt.Printf("[%2d] %-54s %10s  ok  %s\n", d.steps, name, dur, detail)
 	return nil
 }
 
@@ -163,20 +163,21 @@ func (d *demo) run(ctx context.Context) error {
 }
 
 func (d *demo) stage(ctx context.Context, volID, stage string, pubCtx, volCtx map[string]string) (string, error) {
+	// Recorded first: a stage that fails half-way still gets unstaged by cleanup.
+	d.staged, d.stagedIDs = append(d.staged, stage), append(d.stagedIDs, volID)
 	if _, err := d.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: volID, StagingTargetPath: stage,
 		VolumeCapability: mountCap, PublishContext: pubCtx, VolumeContext: volCtx}); err != nil {
 		return "", err
 	}
-	d.staged, d.stagedIDs = append(d.staged, stage), append(d.stagedIDs, volID)
 	return "staged at " + stage, nil
 }
 
 func (d *demo) publish(ctx context.Context, volID, stage, target string, pubCtx, volCtx map[string]string) (string, error) {
+	d.published = append(d.published, target)
 	if _, err := d.node.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: volID, StagingTargetPath: stage, TargetPath: target,
 		VolumeCapability: mountCap, PublishContext: pubCtx, VolumeContext: volCtx}); err != nil {
 		return "", err
 	}
-	d.published = append(d.published, target)
 	return "published at " + target, nil
 }
 

@@ -49,15 +49,6 @@ func isMultiNode(m csi.VolumeCapability_AccessMode_Mode) bool {
 	return false
 }
 
-func hasBlock(cs []*csi.VolumeCapability) bool {
-	for _, c := range cs {
-		if c.GetBlock() != nil {
-			return true
-		}
-	}
-	return false
-}
-
 func controllerCaps() []csi.ControllerServiceCapability_RPC_Type {
 	return []csi.ControllerServiceCapability_RPC_Type{
 		csi.ControllerServiceCapability_RPC_CREATE_DELETE_VOLUME,

@@ -50,6 +50,7 @@ func (n *nodeService) stage(ctx context.Context, v *nodeVolume, staging string) 
 	if err != nil {
 		return nodeStatus(err, "connecting volume %s", v.id)
 	}
+	n.clearStaleReadOnly(v.id, dev)
 	if v.block {
 		return n.stageBlock(v, dev, staging)
 	}
@@ -263,10 +264,37 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 		klog.InfoS("Volume unstaged but its device is still in use on this node: not disconnecting it", "volume", id, "device", dev, "users", users)
 		return nil
 	}
+	// The read-only flag belongs to the block device, and loop devices outlive their attachment:
+	// hand the device back as we found it.
+	if ro, err := deviceReadOnly(dev); err == nil && ro {
+		if err := setDeviceReadOnly(dev, false); err != nil {
+			klog.ErrorS(err, "Could not clear the read-only flag before disconnecting", "volume", id, "device", dev)
+		}
+	}
 	if err := n.initiator.Disconnect(ctx, nqn); err != nil {
 		return nodeStatus(err, "disconnecting volume %s", id)
 	}
 	return nil
+}
+
+// clearStaleReadOnly makes a device that nothing on this node uses writable again. The kernel's
+// read-only flag lives on the block device, not the volume: a read-only raw block publish sets it,
+// and a device name reused later (loop devices are) would otherwise keep it, so that a new volume
+// could not even be formatted or have its journal replayed.
+func (n *nodeService) clearStaleReadOnly(id, dev string) {
+	ro, err := deviceReadOnly(dev)
+	if err != nil || !ro {
+		return
+	}
+	users, err := n.deviceUsers(dev)
+	if err != nil || len(users) > 0 {
+		return
+	}
+	if err := setDeviceReadOnly(dev, false); err != nil {
+		klog.ErrorS(err, "Could not clear a stale read-only flag", "volume", id, "device", dev)
+		return
+	}
+	klog.InfoS("Cleared a stale read-only flag on an unused device", "volume", id, "device", dev)
 }
 
 // describeUsers is for messages.

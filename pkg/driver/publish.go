@@ -12,7 +12,6 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
-	"github.com/srvlab/rds-csi/pkg/routeros"
 )
 
 // nodeIDRE accepts Kubernetes node names (DNS subdomains) and similar host identifiers.

@@ -31,7 +31,7 @@ type Config struct {
 	KeepaliveInterval time.Duration // liveness check period (open+close a session); default 15s
 
 	BackoffInitial time.Duration // first reconnect delay; default 500ms
-	BackoffMax     time.Duration // cap on reconnect delay; default 30s
+	BackoffMax     time.Duration // cap on reconnect delay; default 5s (an RDS back from a restart is used within seconds)
 
 	BreakerThreshold int           // consecutive connection failures that open the breaker; default 3
 	BreakerCooldown  time.Duration // how long an open breaker fails fast before a trial; default 5s
@@ -56,7 +56,7 @@ func (c *Config) setDefaults() {
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.KeepaliveInterval, 15*time.Second)
 	def(&c.BackoffInitial, 500*time.Millisecond)
-	def(&c.BackoffMax, 30*time.Second)
+	def(&c.BackoffMax, 5*time.Second)
 	def(&c.BreakerCooldown, 5*time.Second)
 }
 
