@@ -50,9 +50,10 @@ func run(ctx context.Context, o *options) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var backend rds.Backend
+	var client *rds.Client
 	if o.controller() {
-		client, err := newRDSClient(o, reg)
-		if err != nil {
+		var err error
+		if client, err = newRDSClient(o, reg); err != nil {
 			return err
 		}
 		// Connect in the background: an RDS that is down at start must not stop the driver from
@@ -61,10 +62,11 @@ func run(ctx context.Context, o *options) error {
 		defer client.Close()
 		backend = rds.NewStorage(client)
 	}
-	attacher, err := newAttacher(ctx, o, reg)
+	attacher, stopAttacher, err := newAttacher(ctx, o, reg, client, backend)
 	if err != nil {
 		return err
 	}
+	defer stopAttacher()
 	var nodeCfg *driver.NodeConfig
 	if o.node() {
 		if nodeCfg, err = newNodeConfig(o); err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
 )
 
@@ -28,8 +29,9 @@ type options struct {
 	rdsCommandTimeout time.Duration
 	rdsKeepalive      time.Duration
 
-	kubeconfig     string
-	metricsAddress string
+	kubeconfig        string
+	reconcileInterval time.Duration
+	metricsAddress    string
 
 	volumePath  string
 	nvmeAddress string
@@ -69,6 +71,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.rdsKeepalive, "rds-keepalive-interval", 15*time.Second, "how often the RDS connection is checked")
 
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for the attachment manager; empty means in-cluster config when running in a cluster, else in-memory attachments (testing only)")
+	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", attachment.DefaultReconcileInterval,
+		"period of the attachment reconcile passes that run without a trigger (node events, RDS reconnects and start trigger passes at once)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "address for Prometheus metrics (e.g. :9809); empty disables")
 
 	fs.StringVar(&o.volumePath, "volume-path", "/storage-pool/kubernetes-volumes", "default directory on the RDS for volume files (StorageClass volumePath overrides)")

@@ -208,4 +208,3 @@ func fsSize(path string) (int64, error) {
 	}
 	return int64(st.Blocks) * st.Bsize, nil
 }
-

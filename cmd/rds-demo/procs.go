@@ -134,4 +134,3 @@ func waitTCP(ctx context.Context, addr string) error {
 		}
 	}
 }
-

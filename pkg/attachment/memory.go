@@ -44,7 +44,7 @@ func (m *Memory) Attach(_ context.Context, req Request) error {
 	if !m.nodes[req.NodeID] {
 		return errNodeUnknown(req.NodeID)
 	}
-	already, err := decide(m.vols[req.VolumeID], req)
+	already, err := decide(m.vols[req.VolumeID], req, m.now())
 	if err != nil || already {
 		return err
 	}

@@ -1,5 +1,11 @@
 // Package attachment decides which nodes may attach a volume: one node for single-node volumes,
 // two at most for multi-node raw block volumes during a KubeVirt live migration.
+//
+// Two implementations of the same rules exist. Manager derives its view from the VolumeAttachments
+// of this driver (through informer caches), the Nodes and the RDS, so that a controller restart
+// loses nothing; Memory keeps the view in process memory and is for running without Kubernetes
+// (csi-sanity, the demo) only. The Reconciler runs passes of the Manager on a period and on
+// triggers (node events from the NodeWatcher, RDS reconnects, controller start).
 package attachment
 
 import (
@@ -14,6 +20,14 @@ import (
 
 // DefaultMigrationTimeout bounds how long a multi-node volume may stay attached to two nodes.
 const DefaultMigrationTimeout = 5 * time.Minute
+
+// VolumeContextMigrationTimeout is the volume context key (from the StorageClass parameter
+// migrationTimeout) holding the migration timeout of a volume, as a Go duration.
+const VolumeContextMigrationTimeout = "migrationTimeout"
+
+// OutOfServiceTaint is the taint of Kubernetes' non-graceful node shutdown: a node carrying it
+// is known to be down, so its attachments are released.
+const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
 
 // Request asks to attach a volume to a node.
 type Request struct {
@@ -36,7 +50,7 @@ type Attachment struct {
 // decide applies the attachment rules to the current holders of a volume. It returns whether the
 // request is already satisfied (idempotent publish) or an error explaining the refusal. Holders
 // that are gone must have been removed by the caller before.
-func decide(holders []Attachment, req Request) (already bool, err error) {
+func decide(holders []Attachment, req Request, now time.Time) (already bool, err error) {
 	for _, h := range holders {
 		if h.NodeID == req.NodeID {
 			if h.ReadOnly != req.ReadOnly {
@@ -51,8 +65,12 @@ func decide(holders []Attachment, req Request) (already bool, err error) {
 		return false, nil
 	case !req.MultiNode:
 		return false, status.Errorf(codes.FailedPrecondition,
-			"volume %s is attached to node %s; it can be attached to %s once that node detaches it, is deleted or is tainted node.kubernetes.io/out-of-service",
-			req.VolumeID, names(holders), req.NodeID)
+			"volume %s is attached to node %s; it can be attached to %s once that node detaches it, is deleted or is tainted %s",
+			req.VolumeID, names(holders), req.NodeID, OutOfServiceTaint)
+	case len(holders) >= 2 && Overdue(holders, req.MigrationTimeout, now):
+		return false, status.Errorf(codes.FailedPrecondition,
+			"volume %s has been attached to two nodes (%s) for longer than the migration timeout %v; no new attachment is accepted until one of them detaches",
+			req.VolumeID, names(holders), timeoutOrDefault(req.MigrationTimeout))
 	case len(holders) >= 2:
 		return false, status.Errorf(codes.FailedPrecondition,
 			"volume %s is already attached to two nodes (%s), the most a live migration allows", req.VolumeID, names(holders))
@@ -60,21 +78,40 @@ func decide(holders []Attachment, req Request) (already bool, err error) {
 	return false, nil
 }
 
-// Overdue returns the holders of a dual attachment that has outlived the migration timeout.
+// Overdue reports whether a dual attachment has outlived the migration timeout: the dual
+// attachment began when the later of the two holders attached.
 func Overdue(holders []Attachment, timeout time.Duration, now time.Time) bool {
 	if len(holders) < 2 {
 		return false
 	}
-	if timeout <= 0 {
-		timeout = DefaultMigrationTimeout
-	}
+	return now.Sub(dualSince(holders)) > timeoutOrDefault(timeout)
+}
+
+// dualSince is when the latest holder attached.
+func dualSince(holders []Attachment) time.Time {
 	latest := holders[0].Since
 	for _, h := range holders[1:] {
 		if h.Since.After(latest) {
 			latest = h.Since
 		}
 	}
-	return now.Sub(latest) > timeout
+	return latest
+}
+
+func timeoutOrDefault(t time.Duration) time.Duration {
+	if t <= 0 {
+		return DefaultMigrationTimeout
+	}
+	return t
+}
+
+// ParseMigrationTimeout reads a migration timeout from a volume context value; empty, invalid or
+// non-positive values give the default.
+func ParseMigrationTimeout(v string) time.Duration {
+	if t, err := time.ParseDuration(v); err == nil && t > 0 {
+		return t
+	}
+	return DefaultMigrationTimeout
 }
 
 func names(hs []Attachment) string {

@@ -23,4 +23,7 @@ type Attacher interface {
 	Ready() bool
 }
 
-var _ Attacher = (*attachment.Memory)(nil)
+var (
+	_ Attacher = (*attachment.Memory)(nil)
+	_ Attacher = (*attachment.Manager)(nil)
+)

@@ -1,0 +1,366 @@
+package attachment
+
+import (
+	"context"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/klog/v2"
+)
+
+// VolumePrefix is the prefix of this driver's volume IDs (= RDS slots).
+const VolumePrefix = "pvc-"
+
+// Finding is one thing a pass noticed about a volume.
+type Finding struct {
+	Volume string
+	Node   string
+	Detail string
+}
+
+// PassResult is what one reconcile pass found. The lists hold what is new since the previous
+// pass (what was reported through events); the counts are totals as of this pass.
+type PassResult struct {
+	VolumeAttachments int // of this driver, in the cache
+	Attachments       int // holders that count, after releases
+
+	Released      []Finding // holders released: node deleted or out of service
+	NotReady      []Finding // holders on NotReady nodes (kept)
+	Overdue       []Finding // dual attachments past their migration timeout
+	Conflicts     []Finding // single-node volumes held by several nodes
+	MissingDisks  []Finding // attached volumes without a disk on the RDS
+	OrphanExports []string  // exported disks without PersistentVolume (past the grace period)
+
+	NotReadyHolders    int
+	OverdueVolumes     int
+	ConflictVolumes    int
+	MissingDiskVolumes int
+	OrphanExportDisks  int
+
+	DriftErr error // the RDS could not be asked: drift unknown this pass
+	Err      error // node states could not be confirmed
+	Duration time.Duration
+}
+
+func (m *Manager) pass(ctx context.Context, _ []string) error {
+	return m.Reconcile(ctx).Err
+}
+
+// LastResult returns the result of the last pass (nil before the first).
+func (m *Manager) LastResult() *PassResult {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.last
+}
+
+// Reconcile runs one pass now: it releases the attachments of deleted and out-of-service nodes,
+// reports holders on NotReady nodes, overdue migrations and conflicts, and the drift between
+// attachments and the RDS. It reads only caches; API calls are one GET per node missing from the
+// cache (to confirm its deletion) and the events it posts. Passes are normally run by the
+// Reconciler; a direct call is safe too.
+func (m *Manager) Reconcile(ctx context.Context) *PassResult {
+	m.passMu.Lock()
+	defer m.passMu.Unlock()
+	start := time.Now()
+	now := m.cfg.Now()
+	res := &PassResult{}
+	ns := m.newNodeStates()
+
+	// One walk over the cache groups the VolumeAttachments by volume (cheaper than an index
+	// lookup per volume).
+	vas := map[string][]*storagev1.VolumeAttachment{}
+	pvs := map[string]*corev1.PersistentVolume{}
+	for _, o := range m.vas.GetStore().List() {
+		va, ok := o.(*storagev1.VolumeAttachment)
+		if !ok || va.Spec.Attacher != m.cfg.DriverName {
+			continue
+		}
+		res.VolumeAttachments++
+		if vol, pv := m.handleOf(va); vol != "" {
+			vas[vol] = append(vas[vol], va)
+			if pv != nil && (pvs[vol] == nil || pv.Name < pvs[vol].Name) {
+				pvs[vol] = pv
+			}
+		}
+	}
+	m.mu.Lock()
+	for vol := range m.grants {
+		if _, ok := vas[vol]; !ok {
+			vas[vol] = nil
+			pvs[vol] = m.pvFor(vol)
+		}
+	}
+	holders := make(map[string][]holder, len(vas))
+	for vol, list := range vas {
+		holders[vol] = m.holdersOfLocked(vol, list)
+	}
+	m.mu.Unlock()
+
+	seen := map[string]bool{}
+	report := func(key string) bool {
+		seen[key] = true
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return !m.reported[key]
+	}
+	type gone struct{ vol, node string }
+	var drop []gone
+	var dual []string
+	attached := map[string]*corev1.PersistentVolume{}
+	for vol, hs := range holders {
+		pv := pvs[vol]
+		if pv == nil { // inline volumes only so far
+			pv = m.pvFor(vol)
+		}
+		var active []holder
+		for _, h := range hs {
+			s, err := ns.get(ctx, h.node)
+			if err != nil {
+				res.Err = err // cannot confirm: keep the holder
+			}
+			switch {
+			case s.gone():
+				drop = append(drop, gone{vol, h.node})
+				if report("released/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
+					res.Released = append(res.Released, Finding{vol, h.node, s.String()})
+					m.metrics.released(s.releaseReason())
+					klog.InfoS("Attachment released: its node is gone", "volume", vol, "node", h.node, "state", s.String())
+					m.event(m.eventTarget(pv, h.va), corev1.EventTypeNormal, EventReleased,
+						"Attachment of volume %s to node %s released: the node is %s; the volume can be attached to another node", vol, h.node, s)
+				}
+				continue
+			case s == nodeNotReady:
+				res.NotReadyHolders++
+				if report("notready/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
+					res.NotReady = append(res.NotReady, Finding{vol, h.node, s.String()})
+					klog.InfoS("Volume stays attached to a NotReady node", "volume", vol, "node", h.node)
+					m.event(m.eventTarget(pv, h.va), corev1.EventTypeWarning, EventHolderNotReady,
+						"Volume %s stays attached to node %s, which is NotReady and may still be writing. If the node is shut down, taint it %s=nodeshutdown:NoExecute to release the volume.",
+						vol, h.node, OutOfServiceTaint)
+				}
+			}
+			active = append(active, h)
+		}
+		res.Attachments += len(active)
+		if len(active) > 0 {
+			attached[vol] = pv
+		}
+		if len(active) < 2 {
+			continue
+		}
+		dual = append(dual, vol)
+		m.checkDual(vol, pv, active, now, res, report)
+	}
+
+	m.mu.Lock()
+	for _, g := range drop {
+		if gs := m.grants[g.vol]; gs != nil {
+			delete(gs, g.node)
+			if len(gs) == 0 {
+				delete(m.grants, g.vol)
+			}
+		}
+	}
+	m.pruneLocked(now, dual)
+	m.mu.Unlock()
+
+	m.drift(ctx, now, attached, pvs, res, report)
+
+	m.mu.Lock()
+	m.reported = seen
+	res.Duration = time.Since(start)
+	m.last = res
+	m.mu.Unlock()
+	m.metrics.pass(res, res.Duration, time.Now())
+	if len(res.Released)+len(res.NotReady)+len(res.Overdue)+len(res.Conflicts)+len(res.MissingDisks)+len(res.OrphanExports) > 0 {
+		klog.InfoS("Reconcile pass", "volumeAttachments", res.VolumeAttachments, "attachments", res.Attachments,
+			"released", len(res.Released), "notReady", res.NotReadyHolders, "overdue", res.OverdueVolumes,
+			"conflicts", res.ConflictVolumes, "missingDisks", res.MissingDiskVolumes, "orphanExports", res.OrphanExportDisks,
+			"driftErr", res.DriftErr, "duration", res.Duration)
+	}
+	return res
+}
+
+// checkDual reports a volume held by two or more nodes: an overdue migration for a multi-node
+// block volume, a conflict for any other volume.
+func (m *Manager) checkDual(vol string, pv *corev1.PersistentVolume, active []holder, now time.Time, res *PassResult, report func(string) bool) {
+	atts := make([]Attachment, len(active))
+	nodes := make([]string, len(active))
+	for i, h := range active {
+		atts[i] = Attachment{NodeID: h.node, Since: h.since}
+		nodes[i] = h.node
+	}
+	list := strings.Join(nodes, ",")
+	multi, timeout := volumeMode(pv, active)
+	if !multi {
+		res.ConflictVolumes++
+		if report("conflict/" + vol + "/" + list) {
+			res.Conflicts = append(res.Conflicts, Finding{Volume: vol, Node: list})
+			klog.ErrorS(nil, "Single-node volume attached to several nodes", "volume", vol, "nodes", nodes)
+			m.event(m.eventTarget(pv, active[0].va), corev1.EventTypeWarning, EventConflict,
+				"Single-node volume %s is attached to several nodes (%s) according to its VolumeAttachments", vol, list)
+		}
+		return
+	}
+	since := dualSince(atts)
+	if !Overdue(atts, timeout, now) {
+		m.mu.Lock()
+		m.scheduleCheckLocked(vol, since.Add(timeout))
+		m.mu.Unlock()
+		return
+	}
+	res.OverdueVolumes++
+	if report("overdue/" + vol + "/" + list + "/" + since.UTC().Format(time.RFC3339Nano)) {
+		res.Overdue = append(res.Overdue, Finding{vol, list, now.Sub(since).Round(time.Second).String()})
+		m.metrics.migrationTimedOut()
+		klog.InfoS("Live migration outlived its timeout: volume still attached to two nodes", "volume", vol, "nodes", nodes, "since", since, "timeout", timeout)
+		m.event(m.eventTarget(pv, active[0].va), corev1.EventTypeWarning, EventMigrationTimeout,
+			"Volume %s has been attached to two nodes (%s) for %v, longer than the migration timeout %v; no other node can attach it until one of them detaches",
+			vol, list, now.Sub(since).Round(time.Second), timeout)
+	}
+}
+
+// volumeMode tells whether a volume may be dual-attached, and its migration timeout: from this
+// process's grants, else from the PV (raw block with a multi-node access mode).
+func volumeMode(pv *corev1.PersistentVolume, hs []holder) (bool, time.Duration) {
+	for _, h := range hs {
+		if h.grant != nil && h.grant.multiNode {
+			return true, timeoutOrDefault(h.grant.timeout)
+		}
+	}
+	if pv == nil || pv.Spec.VolumeMode == nil || *pv.Spec.VolumeMode != corev1.PersistentVolumeBlock {
+		return false, 0
+	}
+	for _, mode := range pv.Spec.AccessModes {
+		if mode == corev1.ReadWriteMany || mode == corev1.ReadOnlyMany {
+			t := DefaultMigrationTimeout
+			if pv.Spec.CSI != nil {
+				t = ParseMigrationTimeout(pv.Spec.CSI.VolumeAttributes[VolumeContextMigrationTimeout])
+			}
+			return true, t
+		}
+	}
+	return false, 0
+}
+
+// pruneLocked drops grants whose VolumeAttachment is gone, or never came within the grant TTL, detach markers
+// whose VolumeAttachments are gone, and migration timers of volumes no longer dual-attached.
+func (m *Manager) pruneLocked(now time.Time, dual []string) {
+	for vol, gs := range m.grants {
+		var withVA map[string]bool
+		for node, g := range gs {
+			if !g.sawVA && now.Sub(g.at) <= m.cfg.GrantTTL {
+				continue
+			}
+			if withVA == nil {
+				withVA = map[string]bool{}
+				for _, va := range m.vasFor(vol) {
+					withVA[va.Spec.NodeName] = true
+				}
+			}
+			if !withVA[node] {
+				klog.V(2).InfoS("Dropping a grant that no VolumeAttachment backs", "volume", vol, "node", node, "age", now.Sub(g.at))
+				delete(gs, node)
+			}
+		}
+		if len(gs) == 0 {
+			delete(m.grants, vol)
+		}
+	}
+	for vol, rs := range m.released {
+		attached := map[string]bool{}
+		for _, va := range m.vasFor(vol) {
+			if va.Status.Attached {
+				attached[va.Spec.NodeName] = true
+			}
+		}
+		for node := range rs {
+			if (node == "" && len(attached) == 0) || (node != "" && !attached[node]) {
+				delete(rs, node)
+			}
+		}
+		if len(rs) == 0 {
+			delete(m.released, vol)
+		}
+	}
+	keep := map[string]bool{}
+	for _, v := range dual {
+		keep[v] = true
+	}
+	for vol, t := range m.timers {
+		if !keep[vol] {
+			t.Stop()
+			delete(m.timers, vol)
+		}
+	}
+}
+
+// drift compares the attached volumes and the RDS: attached volumes whose disk is missing, and
+// exported disks that no PersistentVolume refers to (reported only, never deleted).
+func (m *Manager) drift(ctx context.Context, now time.Time, attached, pvs map[string]*corev1.PersistentVolume, res *PassResult, report func(string) bool) {
+	if m.cfg.Backend == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	disks, err := m.cfg.Backend.ListDisks(ctx, VolumePrefix)
+	if err != nil {
+		res.DriftErr = err
+		klog.V(1).InfoS("Drift check skipped: cannot list the disks on the RDS", "err", err)
+		return
+	}
+	have := make(map[string]bool, len(disks))
+	candidates := map[string]bool{}
+	for _, d := range disks {
+		have[d.Slot] = true
+		if d.Exported && pvs[d.Slot] == nil && m.pvFor(d.Slot) == nil && len(m.vasFor(d.Slot)) == 0 {
+			candidates[d.Slot] = true
+		}
+	}
+	for vol, pv := range attached {
+		if !strings.HasPrefix(vol, VolumePrefix) || have[vol] {
+			continue
+		}
+		res.MissingDiskVolumes++
+		if report("missing/" + vol) {
+			res.MissingDisks = append(res.MissingDisks, Finding{Volume: vol, Detail: "no disk on the RDS"})
+			klog.ErrorS(nil, "Attached volume has no disk on the RDS", "volume", vol)
+			m.event(m.eventTarget(pv, nil), corev1.EventTypeWarning, EventMissingDisk,
+				"Volume %s is attached according to Kubernetes, but the RDS has no disk %s", vol, vol)
+		}
+	}
+	var due []string
+	m.mu.Lock()
+	for slot := range m.orphans {
+		if !candidates[slot] {
+			delete(m.orphans, slot)
+		}
+	}
+	for slot := range candidates {
+		first, ok := m.orphans[slot]
+		if !ok {
+			m.orphans[slot] = now
+		} else if now.Sub(first) >= m.cfg.OrphanGrace {
+			due = append(due, slot)
+		}
+	}
+	m.mu.Unlock()
+	sort.Strings(due)
+	for _, slot := range due {
+		res.OrphanExportDisks++
+		if report("orphan/" + slot) {
+			res.OrphanExports = append(res.OrphanExports, slot)
+			klog.InfoS("Exported disk without PersistentVolume (left untouched)", "disk", slot)
+		}
+	}
+}
+
+func vaUID(va *storagev1.VolumeAttachment) string {
+	if va == nil {
+		return "grant"
+	}
+	return string(va.UID)
+}
