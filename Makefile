@@ -38,7 +38,7 @@ fuzz:
 	done
 
 ## bench: figures, each a ratio against a baseline measured in the same run.
-bench: build
+bench: build k8s-bins
 	$(GO) run ./cmd/rds-bench
 
 ## k8s-bins: kube-apiserver and etcd built from Go modules, cached outside the repo.

@@ -15,6 +15,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -24,8 +25,10 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
@@ -42,17 +45,27 @@ type Options struct {
 	RDS func(*rds.Config)
 }
 
-// FailoverSample is one node failure.
+// FailoverSample is one node failure, with the baselines measured in the same sample.
 type FailoverSample struct {
 	Event    string        // "delete" or "taint"
 	PassDone time.Duration // node event → reconcile pass finished
 	Publish  time.Duration // node event → publish to the other node succeeded (after the pass)
+
+	// Watch is the floor of any reaction to a node event: from a node update (a label) to the
+	// manager's node informer delivering it.
+	Watch time.Duration
+	// FreshPublish is the same publish of a volume that no node holds (VolumeAttachment,
+	// ControllerPublish, status), the floor of the failover publish.
+	FreshPublish time.Duration
 }
 
 // ProbeSample is one RDS restart.
 type ProbeSample struct {
 	ProbeReady time.Duration // simulator listening again → Probe ready
 	PassDone   time.Duration // simulator listening again → reconnect-triggered pass finished
+	// Dial is the baseline: simulator listening again → a new SSH connection, dialled at once
+	// without any backoff, has run one command.
+	Dial time.Duration
 }
 
 // Failover measures opts.Samples node failures of the given kind ("delete" or "taint") against
@@ -81,7 +94,13 @@ func Failover(ctx context.Context, cfg *rest.Config, event string, opts Options)
 		if err != nil {
 			return nil, err
 		}
+		t0 := time.Now()
 		if err := r.publish(ctx, v, a); err != nil {
+			return nil, err
+		}
+		fresh := time.Since(t0)
+		watch, err := r.watchLatency(ctx, b, i)
+		if err != nil {
 			return nil, err
 		}
 		if err := r.createVA(ctx, v, b); err != nil {
@@ -106,7 +125,7 @@ func Failover(ctx context.Context, cfg *rest.Config, event string, opts Options)
 		if err := r.publish(ctx, v, b); err != nil {
 			return nil, fmt.Errorf("publish to %s after %s of %s: %w", b, event, a, err)
 		}
-		out = append(out, FailoverSample{Event: event, PassDone: p.End.Sub(start), Publish: time.Since(start)})
+		out = append(out, FailoverSample{Event: event, PassDone: p.End.Sub(start), Publish: time.Since(start), Watch: watch, FreshPublish: fresh})
 	}
 	return out, nil
 }
@@ -136,15 +155,25 @@ func ProbeRecovery(ctx context.Context, cfg *rest.Config, opts Options) ([]Probe
 			return nil, err
 		}
 		listening := time.Now()
+		dial := make(chan error, 1)
+		var dialed time.Duration
+		go func() {
+			err := r.dialOnce()
+			dialed = time.Since(listening)
+			dial <- err
+		}()
 		if err := r.waitProbe(ctx, true); err != nil {
 			return nil, err
 		}
 		ready := time.Since(listening)
+		if err := <-dial; err != nil {
+			return nil, fmt.Errorf("baseline SSH dial after the restart: %w", err)
+		}
 		p, err := r.waitPass(ctx, seq, attachment.ReasonRDSReconnect, listening)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ProbeSample{ProbeReady: ready, PassDone: p.End.Sub(listening)})
+		out = append(out, ProbeSample{ProbeReady: ready, PassDone: p.End.Sub(listening), Dial: dialed})
 	}
 	return out, nil
 }
@@ -166,13 +195,17 @@ type rig struct {
 	client *rds.Client
 	m      *attachment.Manager
 	d      *driver.Driver
+	key    ssh.Signer
+
+	mu    sync.Mutex
+	pings map[string]chan struct{} // "node=value" of the ping label → closed when the informer saw it
 }
 
 func newRig(ctx context.Context, cfg *rest.Config, opts Options) (_ *rig, err error) {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	id := hex.EncodeToString(b)
-	r := &rig{prefix: "bench-" + id, driver: "bench-" + id + ".rds.csi.srvlab.io"}
+	r := &rig{prefix: "bench-" + id, driver: "bench-" + id + ".rds.csi.srvlab.io", pings: map[string]chan struct{}{}}
 	defer func() {
 		if err != nil {
 			r.close()
@@ -191,6 +224,7 @@ func newRig(ctx context.Context, cfg *rest.Config, opts Options) (_ *rig, err er
 	if err != nil {
 		return nil, err
 	}
+	r.key = key
 	if r.sim, err = rdssim.New(rdssim.Config{DataDir: r.dir, AuthorizedKeys: []ssh.PublicKey{key.PublicKey()}, PoolSize: 1 << 40}); err != nil {
 		return nil, err
 	}
@@ -207,6 +241,9 @@ func newRig(ctx context.Context, cfg *rest.Config, opts Options) (_ *rig, err er
 	r.client.Start()
 	backend := rds.NewStorage(r.client)
 	if r.m, err = attachment.NewManager(attachment.Config{DriverName: r.driver, Client: r.cs, Backend: backend, Subscribe: r.client.Subscribe}); err != nil {
+		return nil, err
+	}
+	if _, err = r.m.Nodes().AddEventHandler(cache.ResourceEventHandlerFuncs{UpdateFunc: r.sawPing}); err != nil {
 		return nil, err
 	}
 	r.m.Start(ctx)
@@ -348,3 +385,66 @@ func (r *rig) waitProbe(ctx context.Context, ready bool) error {
 }
 
 func resourceBytes(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.BinarySI) }
+
+const pingLabel = "attachbench-ping"
+
+// watchLatency labels a node and returns how long the manager's node informer took to deliver
+// the update: the floor under any reaction to a node event.
+func (r *rig) watchLatency(ctx context.Context, node string, i int) (time.Duration, error) {
+	val := fmt.Sprint(i)
+	seen := make(chan struct{})
+	r.mu.Lock()
+	r.pings[node+"="+val] = seen
+	r.mu.Unlock()
+	patch := fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, pingLabel, val)
+	start := time.Now()
+	if _, err := r.cs.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	select {
+	case <-seen:
+		return time.Since(start), nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("node informer never delivered the label update of %s: %w", node, ctx.Err())
+	}
+}
+
+func (r *rig) sawPing(_, obj any) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return
+	}
+	key := n.Name + "=" + n.Labels[pingLabel]
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch := r.pings[key]; ch != nil {
+		close(ch)
+		delete(r.pings, key)
+	}
+}
+
+// dialOnce opens a new SSH connection to the simulator, retrying at once (no backoff) until it
+// is accepted, and runs one command: the baseline of Probe recovery.
+func (r *rig) dialOnce() error {
+	cfg := &ssh.ClientConfig{User: "admin", Auth: []ssh.AuthMethod{ssh.PublicKeys(r.key)},
+		HostKeyCallback: ssh.FixedHostKey(r.sim.HostPublicKey()), Timeout: 10 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := ssh.Dial("tcp", r.sim.Addr(), cfg)
+		if err == nil {
+			defer c.Close()
+			sess, err := c.NewSession()
+			if err != nil {
+				return err
+			}
+			defer sess.Close()
+			_, err = sess.Output("/system resource print")
+			return err
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+	}
+}

@@ -24,8 +24,8 @@ func TestFigures(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, x := range s {
-				if x.PassDone <= 0 || x.Publish < x.PassDone {
-					t.Fatalf("sample %+v: want 0 < PassDone <= Publish", x)
+				if x.PassDone <= 0 || x.Publish < x.PassDone || x.Watch <= 0 || x.FreshPublish <= 0 {
+					t.Fatalf("sample %+v: want 0 < PassDone <= Publish and positive baselines", x)
 				}
 				t.Logf("%s: pass done %v, publish ok %v", ev, x.PassDone, x.Publish)
 			}
@@ -38,7 +38,10 @@ func TestFigures(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, x := range s {
-			t.Logf("listening → Probe ready %v, reconnect pass done %v", x.ProbeReady, x.PassDone)
+			if x.ProbeReady <= 0 || x.Dial <= 0 || x.PassDone <= 0 {
+				t.Fatalf("sample %+v: want positive durations", x)
+			}
+			t.Logf("listening → Probe ready %v, reconnect pass done %v, baseline dial %v", x.ProbeReady, x.PassDone, x.Dial)
 		}
 	})
 	t.Run("pass over a large cache", func(t *testing.T) {
@@ -46,8 +49,8 @@ func TestFigures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(r.First.Result.Released) != 20 || r.Steady.APICalls != 0 {
-			t.Fatalf("first pass released %d (want 20), steady pass made %d API calls (want 0)", len(r.First.Result.Released), r.Steady.APICalls)
+		if len(r.First.Result.Released) != 20 || r.Steady.APICalls != 0 || r.Walk <= 0 {
+			t.Fatalf("first pass released %d (want 20), steady pass made %d API calls (want 0), walk %v", len(r.First.Result.Released), r.Steady.APICalls, r.Walk)
 		}
 		t.Logf("first %v; steady %v", r.First, r.Steady)
 	})
