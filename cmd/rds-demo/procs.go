@@ -24,9 +24,10 @@ type demoConfig struct {
 
 // proc is a child process whose output goes to a log file in the work directory.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
+	name   string
+	cmd    *exec.Cmd
+	log    string
+	exited chan struct{} // closed once the process has been waited for
 }
 
 func startProc(dir, name, bin string, args ...string) (*proc, error) {
@@ -42,8 +43,9 @@ func startProc(dir, name, bin string, args ...string) (*proc, error) {
 		_ = f.Close()
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
-	go func() { _ = cmd.Wait(); _ = f.Close() }()
-	return &proc{name: name, cmd: cmd, log: logPath}, nil
+	p := &proc{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.exited) }()
+	return p, nil
 }
 
 func (p *proc) stop() {
@@ -51,20 +53,11 @@ func (p *proc) stop() {
 		return
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() {
-		for p.cmd.ProcessState == nil {
-			if err := p.cmd.Process.Signal(syscall.Signal(0)); err != nil {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-p.exited:
 	case <-time.After(5 * time.Second):
 		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.exited
 	}
 }
 
