@@ -34,6 +34,9 @@ type demo struct {
 	node  csi.NodeClient
 	steps int
 
+	rdsAddr, keyFile, knownHosts string   // for the second controller of the healing phase
+	heal                         *healing // the healing phase, stopped by cleanup
+
 	// what cleanup must undo if a step fails
 	published []string // target paths
 	staged    []string // staging paths, with volume IDs in stagedIDs
@@ -159,7 +162,10 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.restoreAndVerify(ctx, checksum); err != nil {
 		return err
 	}
-	return d.teardown(ctx)
+	if err := d.teardown(ctx); err != nil {
+		return err
+	}
+	return d.healing(ctx)
 }
 
 func (d *demo) stage(ctx context.Context, volID, stage string, pubCtx, volCtx map[string]string) (string, error) {

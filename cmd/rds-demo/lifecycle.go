@@ -42,6 +42,7 @@ func (d *demo) startProcesses(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	d.rdsAddr, d.keyFile, d.knownHosts = addr, keyFile, knownHosts
 	sock := filepath.Join(d.dir, "csi.sock")
 	if d.drv, err = startProc(d.dir, "rds-csi", d.cfg.driverBin, "--mode", "all", "--endpoint", "unix://"+sock,
 		"--node-id", nodeID, "--rds-address", addr, "--rds-key-file", keyFile, "--rds-known-hosts", knownHosts,
@@ -236,6 +237,7 @@ func (d *demo) cleanup() {
 	if d.conn != nil {
 		_ = d.conn.Close()
 	}
+	d.heal.stop()
 	d.drv.stop()
 	d.sim.stop()
 	if d.dir == "" || d.cfg.keep {

@@ -1,7 +1,8 @@
 // Command rds-demo is `make demo`: it starts the RDS simulator and the rds-csi driver as real
 // processes, then drives a full volume lifecycle through the CSI gRPC API (create, publish,
 // stage, write, expand, snapshot, restore, read back, tear down), printing each step with its
-// duration and a final verdict. It cleans up after itself, also when a step fails.
+// duration and a final verdict. When kube-apiserver and etcd have been built (make k8s-bins), a
+// second phase runs the controller with --kubeconfig and shows attachments healing by themselves. It cleans up after itself, also when a step fails.
 package main
 
 import (
