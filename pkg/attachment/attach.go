@@ -25,6 +25,10 @@ func (m *Manager) Attach(ctx context.Context, req Request) error {
 	}
 	unlock := m.volLocks.lock(req.VolumeID)
 	defer unlock()
+	// Its publish is here: from now on this call's outcome decides, not a start-up guess.
+	m.mu.Lock()
+	m.forgetUncertainLocked(req.VolumeID, req.NodeID)
+	m.mu.Unlock()
 	now := m.cfg.Now()
 	ns := m.newNodeStates()
 	switch s, err := ns.get(ctx, req.NodeID); {
@@ -141,6 +145,7 @@ func (m *Manager) Detach(_ context.Context, volume, node string) error {
 	defer unlock()
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.forgetUncertainLocked(volume, node)
 	if node == "" {
 		delete(m.grants, volume)
 	} else if g := m.grants[volume]; g != nil {

@@ -205,6 +205,20 @@ func vaName(e *env, v *volume, node string) string {
 	return fmt.Sprintf("csi-%x", sha256.Sum256([]byte(v.id+e.name+node)))
 }
 
+// createVA creates the VolumeAttachment of v on node s.
+func (e *env) createVA(v *volume, s string) {
+	e.t.Helper()
+	node := e.nodeName(s)
+	va := &storagev1.VolumeAttachment{
+		ObjectMeta: metav1.ObjectMeta{Name: vaName(e, v, node)},
+		Spec: storagev1.VolumeAttachmentSpec{Attacher: e.name, NodeName: node,
+			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &v.pv}},
+	}
+	if _, err := e.cs.StorageV1().VolumeAttachments().Create(e.ctx, va, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		e.t.Fatal(err)
+	}
+}
+
 // publish does what the external-attacher does for a new VolumeAttachment: create it (if
 // missing), call ControllerPublishVolume (retrying Aborted, as the sidecar does), and record
 // success in status.attached. API failures come back as errors too (safe in goroutines).

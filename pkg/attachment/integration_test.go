@@ -250,6 +250,55 @@ func TestControllerRestartKeepsDecisions(t *testing.T) {
 	}
 }
 
+// TestRestartBetweenPublishAndStatus: a controller that stops after granting a publish but
+// before the external-attacher wrote status.attached must not let its successor grant the volume
+// to another node in that window; the pending VolumeAttachment's own retried publish succeeds,
+// and once it is the holder the other node is still refused. Two pending VolumeAttachments of one
+// volume do not block each other forever: after one round, exactly one wins.
+func TestRestartBetweenPublishAndStatus(t *testing.T) {
+	t.Run("a granted publish survives the restart", func(t *testing.T) {
+		e := newEnv(t)
+		e.addNode("a")
+		e.addNode("b")
+		v := e.createVolume(rwoMount, nil)
+		e.grantWithoutStatus(v, "a")
+		e.m.Stop()
+		e.startController()
+		wantRefused(t, e.publish(v, "b"), "attached to node "+e.nodeName("a"))
+		if err := e.publish(v, "a"); err != nil {
+			t.Fatalf("the pending VolumeAttachment's retried publish: %v", err)
+		}
+		wantRefused(t, e.publish(v, "b"), "attached to node "+e.nodeName("a"))
+	})
+	t.Run("two pending VolumeAttachments: one wins after one round", func(t *testing.T) {
+		e := newEnv(t)
+		e.addNode("a")
+		e.addNode("b")
+		v := e.createVolume(rwoMount, nil)
+		e.grantWithoutStatus(v, "a")
+		e.createVA(v, "b")
+		e.m.Stop()
+		e.startController()
+		errB := e.publish(v, "b") // a may hold it: refused
+		wantRefused(t, errB, e.nodeName("a"))
+		if err := e.publish(v, "a"); err != nil {
+			t.Fatalf("a after b was refused: %v", err)
+		}
+		wantRefused(t, e.publish(v, "b"), e.nodeName("a"))
+	})
+}
+
+// grantWithoutStatus is the external-attacher stopped half-way: VolumeAttachment created and
+// ControllerPublish granted, status.attached not written.
+func (e *env) grantWithoutStatus(v *volume, s string) {
+	e.t.Helper()
+	e.createVA(v, s)
+	if _, err := e.d.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: e.nodeName(s),
+		VolumeCapability: v.vcap, VolumeContext: v.vctx}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // TestNoPublishBeforeSync: a controller whose caches have not synced refuses to publish
 // (Unavailable) and its Probe is not ready.
 func TestNoPublishBeforeSync(t *testing.T) {

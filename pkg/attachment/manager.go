@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -89,6 +90,7 @@ type Manager struct {
 	reported      map[string]bool                 // findings already reported (events, logs)
 	orphans       map[string]time.Time            // exported disk without PV → first seen
 	confirmedGone map[string]bool                 // nodes missing from the cache that a GET confirmed deleted
+	uncertain     map[string]map[string]time.Time // volume → node → sync time: see noteUncertain
 	timers        map[string]*time.Timer          // volume → migration deadline check
 
 	startOnce sync.Once
@@ -132,6 +134,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg: cfg, metrics: cfg.Metrics, readyCh: make(chan struct{}),
 		grants: map[string]map[string]grant{}, released: map[string]map[string]time.Time{},
 		reported: map[string]bool{}, orphans: map[string]time.Time{}, confirmedGone: map[string]bool{}, timers: map[string]*time.Timer{},
+		uncertain: map[string]map[string]time.Time{},
 	}
 	if m.metrics == nil {
 		m.metrics = NewMetrics(cfg.Registerer)
@@ -175,6 +178,7 @@ func (m *Manager) Start(ctx context.Context) {
 			if !cache.WaitForCacheSync(ctx.Done(), m.vas.HasSynced, m.pvs.HasSynced, m.nodes.HasSynced) {
 				return
 			}
+			m.noteUncertain()
 			m.synced.Store(true)
 			close(m.readyCh)
 			klog.InfoS("Attachment view synced from the Kubernetes API", "driver", m.cfg.DriverName,
@@ -229,6 +233,49 @@ func (m *Manager) Reconciler() *Reconciler { return m.rec }
 
 // Nodes is the node informer (the NodeWatcher is registered on it already).
 func (m *Manager) Nodes() cache.SharedIndexInformer { return m.nodes }
+
+// noteUncertain records, once the caches have synced and before any publish is served, the
+// VolumeAttachments that are neither attached nor failed. A previous process may have granted
+// them just before it stopped, with the external-attacher yet to write status.attached; until
+// their own publish comes back (or the grant TTL passes, or they fail or go), they count as
+// holders, so that no other node is granted the volume in that window. Deadlock is impossible:
+// a VolumeAttachment leaves the set as soon as its publish call arrives, whatever the outcome.
+func (m *Manager) noteUncertain() {
+	now := m.cfg.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, o := range m.vas.GetStore().List() {
+		va, ok := o.(*storagev1.VolumeAttachment)
+		if !ok || va.Spec.Attacher != m.cfg.DriverName || va.Status.Attached || va.Status.AttachError != nil || va.DeletionTimestamp != nil {
+			continue
+		}
+		vol, _ := m.handleOf(va)
+		if vol == "" {
+			continue
+		}
+		if m.uncertain[vol] == nil {
+			m.uncertain[vol] = map[string]time.Time{}
+		}
+		m.uncertain[vol][va.Spec.NodeName] = now
+	}
+	if n := len(m.uncertain); n > 0 {
+		klog.InfoS("Volumes with VolumeAttachments pending since before this start: their nodes count as holders until their publish is retried", "volumes", n, "for", m.cfg.GrantTTL)
+	}
+}
+
+// forgetUncertainLocked drops the uncertainty of vol on node ("" = every node).
+func (m *Manager) forgetUncertainLocked(vol, node string) {
+	if node == "" {
+		delete(m.uncertain, vol)
+		return
+	}
+	if u := m.uncertain[vol]; u != nil {
+		delete(u, node)
+		if len(u) == 0 {
+			delete(m.uncertain, vol)
+		}
+	}
+}
 
 // keyedMutex serializes decisions per volume.
 type keyedMutex struct {

@@ -410,3 +410,36 @@ func TestManagerStopLeavesNoGoroutines(t *testing.T) {
 		goruntime.Gosched()
 	}
 }
+
+// TestManagerPendingAtStart: VolumeAttachments pending (not attached, not failed) when the caches
+// synced count as holders until their own publish arrives, they fail, go, or the grant TTL passes.
+func TestManagerPendingAtStart(t *testing.T) {
+	failed := func(va *storagev1.VolumeAttachment) *storagev1.VolumeAttachment {
+		va.Status.AttachError = &storagev1.VolumeError{Message: "refused"}
+		return va
+	}
+	cases := []struct {
+		name  string
+		then  func(t *testing.T, f *fixture, pv *corev1.PersistentVolume)
+		wantB codes.Code
+	}{
+		{"counts at first", func(*testing.T, *fixture, *corev1.PersistentVolume) {}, codes.FailedPrecondition},
+		{"not after the grant TTL", func(_ *testing.T, f *fixture, _ *corev1.PersistentVolume) { f.advance(f.m.cfg.GrantTTL + time.Second) }, codes.OK},
+		{"not once it failed", func(t *testing.T, f *fixture, pv *corev1.PersistentVolume) { f.put(t, failed(vaFor(pv, "a", false, t0))) }, codes.OK},
+		{"not once it is gone", func(t *testing.T, f *fixture, pv *corev1.PersistentVolume) { f.remove(t, vaFor(pv, "a", false, t0)) }, codes.OK},
+		{"not once its own publish was refused", func(t *testing.T, f *fixture, _ *corev1.PersistentVolume) {
+			f.put(t, oosNode("a"))
+			wantCode(t, f.m.Attach(context.Background(), rwo("a")), codes.FailedPrecondition)
+			f.put(t, node("a"))
+		}, codes.OK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pv := pvFor(vol1)
+			f := newFixture(t, []runtime.Object{node("a"), node("b"), pv, vaFor(pv, "a", false, t0)})
+			f.m.noteUncertain()
+			tc.then(t, f, pv)
+			wantCode(t, f.m.Attach(context.Background(), rwo("b")), tc.wantB)
+		})
+	}
+}

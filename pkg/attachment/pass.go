@@ -286,6 +286,22 @@ func (m *Manager) pruneLocked(now time.Time, dual []string) {
 			delete(m.released, vol)
 		}
 	}
+	for vol, u := range m.uncertain {
+		pending := map[string]bool{}
+		for _, va := range m.vasFor(vol) {
+			if m.uncertainLocked(vol, va) && !va.Status.Attached {
+				pending[va.Spec.NodeName] = true
+			}
+		}
+		for node := range u {
+			if !pending[node] {
+				delete(u, node)
+			}
+		}
+		if len(u) == 0 {
+			delete(m.uncertain, vol)
+		}
+	}
 	keep := map[string]bool{}
 	for _, v := range dual {
 		keep[v] = true

@@ -263,6 +263,8 @@ func (m *Manager) holdersOfLocked(vol string, vas []*storagev1.VolumeAttachment)
 			}
 		} else if va.Status.Attached && !m.releasedLocked(vol, node) {
 			h.counted = true
+		} else if m.uncertainLocked(vol, va) {
+			h.counted = true
 		}
 		if h.counted {
 			seen[node] = true
@@ -277,6 +279,12 @@ func (m *Manager) holdersOfLocked(vol string, vas []*storagev1.VolumeAttachment)
 	}
 	slices.SortFunc(hs, func(a, b holder) int { return cmpString(a.node, b.node) })
 	return hs
+}
+
+// uncertainLocked reports whether a pending VolumeAttachment noted at start still counts.
+func (m *Manager) uncertainLocked(vol string, va *storagev1.VolumeAttachment) bool {
+	since, ok := m.uncertain[vol][va.Spec.NodeName]
+	return ok && va.Status.AttachError == nil && va.DeletionTimestamp == nil && m.cfg.Now().Sub(since) <= m.cfg.GrantTTL
 }
 
 func (m *Manager) releasedLocked(vol, node string) bool {

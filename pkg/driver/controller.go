@@ -38,10 +38,10 @@ func (d *Driver) lock(key string) error {
 func sizeFor(cr *csi.CapacityRange, def int64) (int64, error) {
 	req, lim := cr.GetRequiredBytes(), cr.GetLimitBytes()
 	if req < 0 || lim < 0 {
-		return 0, status.Errorf(codes.OutOfRange, "capacity range must not be negative (required %d, limit %d)", req, lim)
+		return 0, status.Errorf(codes.InvalidArgument, "capacity range must not be negative (required %d, limit %d)", req, lim)
 	}
 	if lim > 0 && req > lim {
-		return 0, status.Errorf(codes.OutOfRange, "required bytes %d exceed the limit %d", req, lim)
+		return 0, status.Errorf(codes.InvalidArgument, "required bytes %d exceed the limit %d", req, lim)
 	}
 	size := req
 	if size == 0 {
@@ -116,9 +116,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		disk, err = d.backend.CreateDisk(ctx, spec)
 	}
 	if routeros.IsAlreadyExists(err) && disk != nil {
-		// A retry, or a name reused: the same request is answered with the same volume.
-		if !fitsRange(disk.Size, req.GetCapacityRange()) {
-			return nil, status.Errorf(codes.AlreadyExists, "volume %s (name %q) exists with %d bytes, outside the requested range", id, req.GetName(), disk.Size)
+		// A retry, or a name reused: the same request is answered with the same volume, and
+		// anything that differs from what the RDS holds is a conflict.
+		if err := compatible(id, req, disk, spec); err != nil {
+			return nil, err
 		}
 		err = nil
 	}
@@ -132,6 +133,22 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		VolumeContext: params.volumeContext(disk.FilePath, routeros.NQNForSlot(id)),
 		ContentSource: req.GetVolumeContentSource(),
 	}}, nil
+}
+
+// compatible checks an existing volume against a repeated CreateVolume: its size must fit the
+// range, and its backing file and NVMe/TCP port must be the ones the parameters ask for (the
+// volume context returned is built from the parameters, so a mismatch would send nodes to the
+// wrong place).
+func compatible(id string, req *csi.CreateVolumeRequest, disk *rds.Disk, spec routeros.DiskSpec) error {
+	switch {
+	case !fitsRange(disk.Size, req.GetCapacityRange()):
+		return status.Errorf(codes.AlreadyExists, "volume %s (name %q) exists with %d bytes, outside the requested range", id, req.GetName(), disk.Size)
+	case disk.FilePath != "" && disk.FilePath != spec.FilePath:
+		return status.Errorf(codes.AlreadyExists, "volume %s (name %q) exists with backing file %s, not %s as the parameters ask", id, req.GetName(), disk.FilePath, spec.FilePath)
+	case disk.Exported && disk.Port != 0 && disk.Port != spec.Port:
+		return status.Errorf(codes.AlreadyExists, "volume %s (name %q) is exported on port %d, not %d as the parameters ask", id, req.GetName(), disk.Port, spec.Port)
+	}
+	return nil
 }
 
 // contentSourceSlot returns the RDS slot to copy from, if any.
@@ -156,17 +173,23 @@ func contentSourceSlot(src *csi.VolumeContentSource) (string, error) {
 	}
 }
 
+// createFromSource copies the source into a new volume. The source must exist even when the
+// volume does already (a repeat): the RDS does not record where a volume came from, so this is
+// how a repeat naming a missing source is refused instead of being echoed back.
 func (d *Driver) createFromSource(ctx context.Context, source string, spec routeros.DiskSpec, cr *csi.CapacityRange) (*rds.Disk, error) {
-	if existing, err := d.backend.GetDisk(ctx, spec.Slot); err == nil {
-		return existing, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: "volume exists"}
-	} else if !routeros.IsNotFound(err) {
-		return nil, err
-	}
 	src, err := d.backend.GetDisk(ctx, source)
 	if err != nil {
 		if routeros.IsNotFound(err) {
 			return nil, status.Errorf(codes.NotFound, "content source %s not found", source)
 		}
+		return nil, err
+	}
+	if existing, err := d.backend.GetDisk(ctx, spec.Slot); err == nil {
+		if existing.Size < src.Size {
+			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists with %d bytes, smaller than its content source %s (%d bytes): it was not made from it", spec.Slot, existing.Size, source, src.Size)
+		}
+		return existing, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: "volume exists"}
+	} else if !routeros.IsNotFound(err) {
 		return nil, err
 	}
 	if spec.Size < src.Size {

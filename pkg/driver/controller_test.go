@@ -67,10 +67,10 @@ func TestCreateVolumeRejectsBadInputBeforeTheRDS(t *testing.T) {
 		{"dollar", createReq(`vol$x`, gib), codes.InvalidArgument},
 		{"newline", createReq("vol\nx", gib), codes.InvalidArgument},
 		{"300 characters", createReq(strings.Repeat("a", 300), gib), codes.InvalidArgument},
-		{"negative size", createReq("vol", -1), codes.OutOfRange},
+		{"negative size", createReq("vol", -1), codes.InvalidArgument},
 		{"huge size", createReq("vol", 1<<62), codes.OutOfRange},
 		{"limit below required", &csi.CreateVolumeRequest{Name: "vol", VolumeCapabilities: []*csi.VolumeCapability{rwo},
-			CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * gib, LimitBytes: gib}}, codes.OutOfRange},
+			CapacityRange: &csi.CapacityRange{RequiredBytes: 2 * gib, LimitBytes: gib}}, codes.InvalidArgument},
 		{"limit below minimum", &csi.CreateVolumeRequest{Name: "vol", VolumeCapabilities: []*csi.VolumeCapability{rwo},
 			CapacityRange: &csi.CapacityRange{LimitBytes: 1000}}, codes.OutOfRange},
 		{"no capabilities", &csi.CreateVolumeRequest{Name: "vol"}, codes.InvalidArgument},
@@ -144,6 +144,74 @@ func TestCreateVolumeIdempotentByName(t *testing.T) {
 	r3, err := d.CreateVolume(ctx, createReq("pvc-0a1b2c3d-0000-4000-8000-00000000abcd", gib))
 	if err != nil || r3.Volume.VolumeId != "pvc-0a1b2c3d-0000-4000-8000-00000000abcd" {
 		t.Fatalf("pvc name: %v %v", r3, err)
+	}
+}
+
+// TestCreateVolumeRepeatMustMatch: a repeated CreateVolume is answered with the existing volume
+// only if the RDS holds what the request asks for; anything else is AlreadyExists (or NotFound
+// for a content source that does not exist), and nothing is created or changed.
+func TestCreateVolumeRepeatMustMatch(t *testing.T) {
+	withParams := func(r *csi.CreateVolumeRequest, kv ...string) *csi.CreateVolumeRequest {
+		r.Parameters = map[string]string{}
+		for i := 0; i < len(kv); i += 2 {
+			r.Parameters[kv[i]] = kv[i+1]
+		}
+		return r
+	}
+	fromVolume := func(r *csi.CreateVolumeRequest, src string) *csi.CreateVolumeRequest {
+		r.VolumeContentSource = &csi.VolumeContentSource{Type: &csi.VolumeContentSource_Volume{
+			Volume: &csi.VolumeContentSource_VolumeSource{VolumeId: src}}}
+		return r
+	}
+	cases := []struct {
+		name   string
+		first  *csi.CreateVolumeRequest
+		repeat *csi.CreateVolumeRequest
+		code   codes.Code
+	}{
+		{"same request", createReq("v", gib), createReq("v", gib), codes.OK},
+		{"other volume path", createReq("v", gib), withParams(createReq("v", gib), "volumePath", "/other-pool/volumes"), codes.AlreadyExists},
+		{"other port", createReq("v", gib), withParams(createReq("v", gib), "nvmePort", "5555"), codes.AlreadyExists},
+		{"same clone", fromVolume(createReq("v", gib), "src"), fromVolume(createReq("v", gib), "src"), codes.OK},
+		{"clone of a missing source", createReq("v", gib), fromVolume(createReq("v", gib), "pvc-nonexistent"), codes.NotFound},
+		{"clone of a larger source", createReq("v", gib), fromVolume(createReq("v", gib), "big"), codes.AlreadyExists},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d, be, _ := newController(t)
+			ctx := context.Background()
+			for _, src := range []struct {
+				name string
+				size int64
+			}{{"src", gib}, {"big", 2 * gib}} {
+				if _, err := d.CreateVolume(ctx, createReq(src.name, src.size)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// sources are addressed by volume ID
+			for _, r := range []*csi.CreateVolumeRequest{tc.first, tc.repeat} {
+				if v := r.GetVolumeContentSource().GetVolume(); v != nil && v.VolumeId != "pvc-nonexistent" {
+					id, err := volumeIDForName(v.VolumeId)
+					if err != nil {
+						t.Fatal(err)
+					}
+					v.VolumeId = id
+				}
+			}
+			first, err := d.CreateVolume(ctx, tc.first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := be.String()
+			got, err := d.CreateVolume(ctx, tc.repeat)
+			wantCode(t, err, tc.code)
+			if after := be.String(); after != before {
+				t.Fatalf("the repeat changed the RDS:\nbefore %s\nafter  %s", before, after)
+			}
+			if tc.code == codes.OK && (got.Volume.VolumeId != first.Volume.VolumeId || got.Volume.VolumeContext[ContextNVMePort] != first.Volume.VolumeContext[ContextNVMePort]) {
+				t.Fatalf("repeat answered %v, first %v", got.Volume, first.Volume)
+			}
+		})
 	}
 }
 
@@ -432,7 +500,8 @@ func TestSizeFor(t *testing.T) {
 		{3 * gib / 2, 3 * gib / 2, 3 * gib / 2, codes.OK},
 		{gib + 1, gib + 2, 0, codes.OutOfRange},
 		{0, 512 << 20, 512 << 20, codes.OK},
-		{-5, 0, 0, codes.OutOfRange},
+		{-5, 0, 0, codes.InvalidArgument},
+		{2 * gib, gib, 0, codes.InvalidArgument},
 	}
 	for _, c := range cases {
 		got, err := sizeFor(&csi.CapacityRange{RequiredBytes: c.req, LimitBytes: c.lim}, gib)

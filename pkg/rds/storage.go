@@ -166,7 +166,10 @@ func (s *Storage) ResizeDisk(ctx context.Context, slot string, size int64) (*Dis
 }
 
 // DeleteDisk implements Backend. RouterOS leaves the .img file behind on `/disk remove`, so the
-// file is removed explicitly, and its absence verified, or storage would leak.
+// file is removed explicitly, and its absence verified, or storage would leak. When the disk entry
+// is gone already (an earlier delete stopped half-way), the file is looked for by its name,
+// "<slot>.img", in any directory, because the volume may live elsewhere than filePath (a
+// StorageClass volumePath); several such files are an error, not a guess.
 func (s *Storage) DeleteDisk(ctx context.Context, slot, filePath string) error {
 	d, err := s.GetDisk(ctx, slot)
 	switch {
@@ -178,6 +181,18 @@ func (s *Storage) DeleteDisk(ctx context.Context, slot, filePath string) error {
 		}
 	case !routeros.IsNotFound(err):
 		return err
+	default:
+		found, err := s.filesOfSlot(ctx, slot)
+		if err != nil {
+			return err
+		}
+		switch len(found) {
+		case 0:
+		case 1:
+			filePath = found[0]
+		default:
+			return routeros.Errorf(routeros.KindInternal, "disk %s is gone and several backing files carry its name (%s): none removed", slot, strings.Join(found, ", "))
+		}
 	}
 	if filePath == "" {
 		return nil
@@ -194,6 +209,23 @@ func (s *Storage) DeleteDisk(ctx context.Context, slot, filePath string) error {
 		return routeros.Errorf(routeros.KindInternal, "backing file %s still exists after removal", filePath)
 	}
 	return nil
+}
+
+// filesOfSlot returns the absolute paths of the files named exactly "<slot>.img".
+func (s *Storage) filesOfSlot(ctx context.Context, slot string) ([]string, error) {
+	cmd, err := routeros.FileFindBySlot(slot)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, it := range routeros.ParsePrintDetail(out) {
+		name := it.Fields["name"]
+		if path.Base(name) == slot+".img" {
+			paths = append(paths, "/"+strings.TrimPrefix(name, "/"))
+		}
+	}
+	return paths, nil
 }
 
 func (s *Storage) fileExists(ctx context.Context, p string) (bool, error) {

@@ -153,6 +153,46 @@ func TestStorageLifecycle(t *testing.T) {
 			t.Fatalf("leftover file not removed: %v", err)
 		}
 	})
+	// An entry removed by an earlier delete, with the file in a StorageClass volumePath that the
+	// caller does not know any more: the file is found by its name, and only an exact match goes.
+	orphanIn := func(t *testing.T, slot, dir string) string {
+		t.Helper()
+		sp := spec(slot, 1<<20)
+		sp.FilePath = dir + "/" + slot + ".img"
+		if _, err := s.CreateDisk(ctx, sp); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ts.Exec(ctx, `/disk remove [find slot="`+slot+`"]`); err != nil {
+			t.Fatal(err)
+		}
+		return sp.FilePath
+	}
+	t.Run("half-done delete of a volume in another directory", func(t *testing.T) {
+		f := orphanIn(t, "pvc-elsewhere", "/storage-pool/other-class")
+		near := orphanIn(t, "xpvc-elsewhere", "/storage-pool/other-class")
+		if err := s.DeleteDisk(ctx, "pvc-elsewhere", spec("pvc-elsewhere", 0).FilePath); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(ts.HostPath(f)); !os.IsNotExist(err) {
+			t.Fatalf("backing file in the other directory not removed: %v", err)
+		}
+		if _, err := os.Stat(ts.HostPath(near)); err != nil {
+			t.Fatalf("a file whose name merely contains the slot was touched: %v", err)
+		}
+	})
+	t.Run("several files carry the slot's name: none removed", func(t *testing.T) {
+		a := orphanIn(t, "pvc-twice", "/storage-pool/one")
+		b := orphanIn(t, "pvc-twice", "/storage-pool/two")
+		err := s.DeleteDisk(ctx, "pvc-twice", "")
+		if routeros.KindOf(err) != routeros.KindInternal || !strings.Contains(err.Error(), "several") {
+			t.Fatalf("DeleteDisk = %v, want an internal error naming both files", err)
+		}
+		for _, f := range []string{a, b} {
+			if _, err := os.Stat(ts.HostPath(f)); err != nil {
+				t.Fatalf("%s removed on a guess: %v", f, err)
+			}
+		}
+	})
 }
 
 func TestStorageOutOfSpace(t *testing.T) {

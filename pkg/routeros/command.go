@@ -186,6 +186,18 @@ func FilePrint(path string) (Command, error) {
 	return b.done()
 }
 
+// FileFindBySlot lists the files whose name contains "<slot>.img" anywhere in the file system
+// ('.' matches any character here, so callers filter the answer exactly). It finds the backing
+// file of a disk whose entry is gone when its directory is unknown.
+func FileFindBySlot(slot string) (Command, error) {
+	if err := ValidateSlot(slot); err != nil {
+		return Command{}, err
+	}
+	b := &builder{}
+	b.raw("/file print detail where name~" + b.quoted(slot+".img"))
+	return b.done()
+}
+
 // FileRemove removes a file by its absolute path.
 func FileRemove(path string) (Command, error) {
 	if err := ValidatePath(path); err != nil {

@@ -73,6 +73,8 @@ func TestCommandLines(t *testing.T) {
 			`/disk print detail where mount-point="storage-pool"`},
 		{"FilePrint", build(FilePrint(goodPath)),
 			`/file print detail where name="storage-pool/kubernetes-volumes/` + goodSlot + `.img"`},
+		{"FileFindBySlot", build(FileFindBySlot(goodSlot)),
+			`/file print detail where name~"` + goodSlot + `.img"`},
 		{"FileRemove", build(FileRemove(goodPath)),
 			`/file remove [find name="storage-pool/kubernetes-volumes/` + goodSlot + `.img"]`},
 		{"MonitorTraffic", build(MonitorTraffic(goodSlot)),

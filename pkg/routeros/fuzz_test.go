@@ -344,6 +344,7 @@ var fuzzPositions = []fuzzPosition{
 	{"PoolPrint pool", "zpoolz", PoolPrint, same, allowPool},
 	{"FilePrint path", "/zdirz/zfilez.img", FilePrint, FileName, allowPath},
 	{"FileRemove path", "/zdirz/zfilez.img", FileRemove, FileName, allowPath},
+	{"FileFindBySlot slot", "zslotz", FileFindBySlot, same, allowSlot},
 	{"MonitorTraffic slot", "zslotz", MonitorTraffic, same, allowSlot},
 }
 
