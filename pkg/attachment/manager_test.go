@@ -425,7 +425,9 @@ func TestManagerPendingAtStart(t *testing.T) {
 	}{
 		{"counts at first", func(*testing.T, *fixture, *corev1.PersistentVolume) {}, codes.FailedPrecondition},
 		{"not after the grant TTL", func(_ *testing.T, f *fixture, _ *corev1.PersistentVolume) { f.advance(f.m.cfg.GrantTTL + time.Second) }, codes.OK},
-		{"not once it failed", func(t *testing.T, f *fixture, pv *corev1.PersistentVolume) { f.put(t, failed(vaFor(pv, "a", false, t0))) }, codes.OK},
+		{"not once it failed", func(t *testing.T, f *fixture, pv *corev1.PersistentVolume) {
+			f.put(t, failed(vaFor(pv, "a", false, t0)))
+		}, codes.OK},
 		{"not once it is gone", func(t *testing.T, f *fixture, pv *corev1.PersistentVolume) { f.remove(t, vaFor(pv, "a", false, t0)) }, codes.OK},
 		{"not once its own publish was refused", func(t *testing.T, f *fixture, _ *corev1.PersistentVolume) {
 			f.put(t, oosNode("a"))
