@@ -23,25 +23,44 @@ import (
 // shutdownGrace bounds the shutdown of the control interface.
 const shutdownGrace = 5 * time.Second
 
+// options are the command-line flags.
+type options struct {
+	listen, dataDir, authKeys, hostKey, user, control, poolSize string
+	wrapWidth                                                   int
+	crlf, failExit                                              bool
+	failStream                                                  string
+	latency                                                     time.Duration
+	// faults set at start (drop and restart are events: control interface only)
+	hang               string
+	refuse, outOfSpace bool
+	rejectAuth         bool
+	failNext           int
+	failError          string
+}
+
 func main() {
 	klog.InitFlags(nil)
-	var (
-		listen     = flag.String("listen", "127.0.0.1:2222", "SSH listen address")
-		dataDir    = flag.String("data-dir", "", "directory for backing files and state (required)")
-		authKeys   = flag.String("authorized-keys", "", "OpenSSH authorized_keys file of accepted client keys (required)")
-		hostKey    = flag.String("host-key", "", "host private key file; generated (ed25519) if missing (required)")
-		user       = flag.String("user", "", "only accept this user name (default: any)")
-		control    = flag.String("control", "", "HTTP control interface address, loopback only (default: off)")
-		poolSize   = flag.String("pool-size", "100G", "pool size: bytes or integer with k/M/G/T suffix")
-		wrapWidth  = flag.Int("wrap-width", 80, "print output width in columns (0: no wrapping)")
-		crlf       = flag.Bool("crlf", false, "end output lines in CRLF")
-		failExit   = flag.Bool("failure-exit-status", false, "failed commands exit with status 1")
-		failStream = flag.String("failure-stream", "stdout", "stream for failure text: stdout or stderr")
-		latency    = flag.Duration("latency", 0, "delay before every command")
-	)
+	var o options
+	flag.StringVar(&o.listen, "listen", "127.0.0.1:2222", "SSH listen address")
+	flag.StringVar(&o.dataDir, "data-dir", "", "directory for backing files and state (required)")
+	flag.StringVar(&o.authKeys, "authorized-keys", "", "OpenSSH authorized_keys file of accepted client keys (required)")
+	flag.StringVar(&o.hostKey, "host-key", "", "host private key file; generated (ed25519) if missing (required)")
+	flag.StringVar(&o.user, "user", "", "only accept this user name (default: any)")
+	flag.StringVar(&o.control, "control", "", "HTTP control interface address, loopback only (default: off)")
+	flag.StringVar(&o.poolSize, "pool-size", "100G", "pool size: bytes or integer with k/M/G/T suffix")
+	flag.IntVar(&o.wrapWidth, "wrap-width", 80, "print output width in columns (0: no wrapping)")
+	flag.BoolVar(&o.crlf, "crlf", false, "end output lines in CRLF")
+	flag.BoolVar(&o.failExit, "failure-exit-status", false, "failed commands exit with status 1")
+	flag.StringVar(&o.failStream, "failure-stream", "stdout", "stream for failure text: stdout or stderr")
+	flag.DurationVar(&o.latency, "latency", 0, "fault: delay before every command")
+	flag.StringVar(&o.hang, "hang", "", "fault: commands matching this regular expression never answer")
+	flag.BoolVar(&o.refuse, "refuse", false, "fault: refuse new connections")
+	flag.BoolVar(&o.outOfSpace, "out-of-space", false, "fault: creating or growing disks fails with not enough space")
+	flag.BoolVar(&o.rejectAuth, "reject-auth", false, "fault: reject every login")
+	flag.IntVar(&o.failNext, "fail-next", 0, "fault: fail the next N commands (with --fail-error)")
+	flag.StringVar(&o.failError, "fail-error", "", "fault: failure text of --fail-next (default: a generic failure)")
 	flag.Parse()
-	if err := run(*listen, *dataDir, *authKeys, *hostKey, *user, *control, *poolSize, *wrapWidth,
-		*crlf, *failExit, *failStream, *latency, shutdownGrace); err != nil {
+	if err := run(o, shutdownGrace); err != nil {
 		klog.ErrorS(err, "rdssim failed")
 		klog.Flush()
 		os.Exit(1)
@@ -49,17 +68,19 @@ func main() {
 	klog.Flush()
 }
 
-func run(listen, dataDir, authKeys, hostKey, user, control, poolSize string, wrapWidth int,
-	crlf, failExit bool, failStream string, latency, grace time.Duration) error {
-	if dataDir == "" || authKeys == "" || hostKey == "" {
+func run(o options, grace time.Duration) error {
+	if o.dataDir == "" || o.authKeys == "" || o.hostKey == "" {
 		flag.Usage()
 		return errors.New("--data-dir, --authorized-keys and --host-key are required")
 	}
-	pool, err := rdssim.ParseSize(poolSize)
+	if o.failNext < 0 {
+		return errors.New("--fail-next must not be negative")
+	}
+	pool, err := rdssim.ParseSize(o.poolSize)
 	if err != nil {
 		return fmt.Errorf("--pool-size: %w", err)
 	}
-	b, err := os.ReadFile(authKeys)
+	b, err := os.ReadFile(o.authKeys)
 	if err != nil {
 		return err
 	}
@@ -67,17 +88,28 @@ func run(listen, dataDir, authKeys, hostKey, user, control, poolSize string, wra
 	if err != nil {
 		return err
 	}
-	signer, err := rdssim.LoadOrCreateHostKey(hostKey)
+	signer, err := rdssim.LoadOrCreateHostKey(o.hostKey)
 	if err != nil {
-		return fmt.Errorf("host key %s: %w", hostKey, err)
+		return fmt.Errorf("host key %s: %w", o.hostKey, err)
 	}
 	s, err := rdssim.New(rdssim.Config{
-		Listen: listen, DataDir: dataDir, HostKey: signer, AuthorizedKeys: keys, User: user,
-		PoolSize: pool, WrapWidth: wrapWidth, CRLF: crlf, FailureExitStatus: failExit,
-		FailureStream: failStream, Latency: latency,
+		Listen: o.listen, DataDir: o.dataDir, HostKey: signer, AuthorizedKeys: keys, User: o.user,
+		PoolSize: pool, WrapWidth: o.wrapWidth, CRLF: o.crlf, FailureExitStatus: o.failExit,
+		FailureStream: o.failStream, Latency: o.latency,
 	})
 	if err != nil {
 		return err
+	}
+	if o.hang != "" {
+		if err := s.SetHang(o.hang); err != nil {
+			return fmt.Errorf("--hang: %w", err)
+		}
+	}
+	s.SetRefuse(o.refuse)
+	s.SetOutOfSpace(o.outOfSpace)
+	s.SetRejectAuth(o.rejectAuth)
+	if o.failNext > 0 {
+		s.FailNext(o.failNext, o.failError)
 	}
 	if err := s.Start(); err != nil {
 		return err
@@ -90,13 +122,13 @@ func run(listen, dataDir, authKeys, hostKey, user, control, poolSize string, wra
 
 	var hs *http.Server
 	errc := make(chan error, 1)
-	if control != "" {
-		if host, _, err := net.SplitHostPort(control); err == nil {
+	if o.control != "" {
+		if host, _, err := net.SplitHostPort(o.control); err == nil {
 			if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 				klog.Warning("rdssim: --control is not a loopback address; it has no authentication")
 			}
 		}
-		ln, err := net.Listen("tcp", control)
+		ln, err := net.Listen("tcp", o.control)
 		if err != nil {
 			_ = s.Close()
 			return fmt.Errorf("--control: %w", err)
