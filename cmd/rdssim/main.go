@@ -31,11 +31,11 @@ type options struct {
 	failStream                                                  string
 	latency                                                     time.Duration
 	// faults set at start (drop and restart are events: control interface only)
-	hang               string
-	refuse, outOfSpace bool
-	rejectAuth         bool
-	failNext           int
-	failError          string
+	hang                       string
+	refuse, outOfSpace, silent bool
+	rejectAuth                 bool
+	failNext                   int
+	failError                  string
 }
 
 func main() {
@@ -55,6 +55,7 @@ func main() {
 	flag.DurationVar(&o.latency, "latency", 0, "fault: delay before every command")
 	flag.StringVar(&o.hang, "hang", "", "fault: commands matching this regular expression never answer")
 	flag.BoolVar(&o.refuse, "refuse", false, "fault: refuse new connections")
+	flag.BoolVar(&o.silent, "silent", false, "fault: black hole: accept TCP, never answer")
 	flag.BoolVar(&o.outOfSpace, "out-of-space", false, "fault: creating or growing disks fails with not enough space")
 	flag.BoolVar(&o.rejectAuth, "reject-auth", false, "fault: reject every login")
 	flag.IntVar(&o.failNext, "fail-next", 0, "fault: fail the next N commands (with --fail-error)")
@@ -106,6 +107,7 @@ func run(o options, grace time.Duration) error {
 		}
 	}
 	s.SetRefuse(o.refuse)
+	s.SetSilent(o.silent)
 	s.SetOutOfSpace(o.outOfSpace)
 	s.SetRejectAuth(o.rejectAuth)
 	if o.failNext > 0 {

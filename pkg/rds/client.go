@@ -204,9 +204,13 @@ func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) 
 			c.connFailed(err)
 			return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "cannot connect to RDS", Err: err}
 		}
-		sess, err = conn.NewSession()
+		sess, err = openSession(ctx, conn)
 		if err == nil {
 			break
+		}
+		if ctx.Err() != nil { // the RDS did not answer the session open in time
+			c.checkSoon()
+			return "", ctxError(ctx, line, "opening an SSH session timed out")
 		}
 		c.dropConn(conn, err)
 		if attempt == 1 || ctx.Err() != nil {
@@ -246,6 +250,12 @@ func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) 
 		// Abandon the hung command: closing the session frees the RDS side; other sessions on
 		// the same connection are unaffected.
 		_ = sess.Close()
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			// One command hanging is the RDS's business; a silent RDS hangs them all. Check the
+			// connection now rather than at the next keepalive, so that a dead one is dropped
+			// (and the breaker opens) within a dial timeout.
+			c.checkSoon()
+		}
 		return "", ctxError(ctx, line, "command did not finish")
 	}
 }
@@ -316,6 +326,9 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	wasDown := c.state != Connected
 	c.state = Connected
 	c.lastErr = nil
+	if wasDown {
+		c.emitLocked(Connected) // under the lock: events keep the order of the state changes
+	}
 	c.mu.Unlock()
 	c.breaker.success()
 	c.metrics.setBreakerOpen(false)
@@ -323,7 +336,6 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	if wasDown {
 		klog.InfoS("Connected to RDS", "address", c.cfg.Address)
 		c.metrics.reconnected()
-		c.emit(Connected)
 	}
 	// Notice a dropped connection at once, not at the next command.
 	go func() {
@@ -348,6 +360,9 @@ func (c *Client) dropConn(conn *ssh.Client, cause error) {
 	wasUp := c.state == Connected
 	c.state = Disconnected
 	closed := c.closed
+	if wasUp && !closed {
+		c.emitLocked(Disconnected)
+	}
 	c.mu.Unlock()
 	_ = conn.Close()
 	if closed {
@@ -356,12 +371,8 @@ func (c *Client) dropConn(conn *ssh.Client, cause error) {
 	c.metrics.setConnected(false)
 	if wasUp {
 		klog.InfoS("Lost connection to RDS", "address", c.cfg.Address, "err", cause)
-		c.emit(Disconnected)
 	}
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.checkSoon()
 }
 
 // connFailed records a connection-level failure for the breaker and the state.
@@ -375,17 +386,24 @@ func (c *Client) connFailed(err error) {
 	c.mu.Unlock()
 }
 
-func (c *Client) emit(s State) {
-	c.mu.Lock()
-	started := c.started && !c.closed
-	c.mu.Unlock()
-	if !started {
+// emitLocked queues a state change for the listeners; c.mu is held, so that events are queued in
+// the order of the state changes. If the listeners fall 64 events behind, the oldest event goes:
+// the latest state is always delivered.
+func (c *Client) emitLocked(s State) {
+	if !c.started || c.closed {
 		return
 	}
-	select {
-	case c.events <- s:
-	default:
-		klog.Warning("RDS connection listeners are slow; an event was dropped")
+	for {
+		select {
+		case c.events <- s:
+			return
+		default:
+		}
+		select {
+		case <-c.events:
+			klog.Warning("RDS connection listeners are slow; the oldest queued event was dropped")
+		default:
+		}
 	}
 }
 
@@ -467,6 +485,39 @@ func (c *Client) maintain() {
 		}
 		c.checkAlive(conn)
 		timer.Reset(c.cfg.KeepaliveInterval)
+	}
+}
+
+// openSession opens a session within ctx: a silent RDS never answers the channel open, and
+// ssh.Client.NewSession has no deadline of its own. A session opened after ctx ended is closed.
+func openSession(ctx context.Context, conn *ssh.Client) (*ssh.Session, error) {
+	type result struct {
+		sess *ssh.Session
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		s, err := conn.NewSession()
+		done <- result{s, err}
+	}()
+	select {
+	case r := <-done:
+		return r.sess, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.sess != nil {
+				_ = r.sess.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// checkSoon asks the maintainer for a liveness check (or a reconnect) now.
+func (c *Client) checkSoon() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
 	}
 }
 

@@ -291,6 +291,41 @@ func TestBreakerFailsFastWhileDownAndClosesAfterRecovery(t *testing.T) {
 	}
 }
 
+// TestSilentRDSIsDroppedAndBreakerOpens: an RDS that stops answering altogether (a black hole:
+// TCP accepted, nothing answered) is noticed by the first command that times out, not at the next
+// keepalive: the connection is dropped, calls fail fast with Unavailable from the breaker, and
+// the client recovers by itself when the RDS answers again.
+func TestSilentRDSIsDroppedAndBreakerOpens(t *testing.T) {
+	ts := rdssim.StartForTest(t)
+	cfg := fastConfig(ts)
+	cfg.KeepaliveInterval = time.Hour // only the timed-out command can reveal the silence
+	cfg.CommandTimeout = 300 * time.Millisecond
+	cfg.DialTimeout = 300 * time.Millisecond
+	cfg.BreakerCooldown = time.Hour // stays open until the background reconnect succeeds
+	c := startClient(t, cfg)
+	rec := record(c)
+	rec.await(t, Connected)
+	s := NewStorage(c)
+	ctx := context.Background()
+
+	ts.SetSilent(true)
+	if _, err := s.ListDisks(ctx, ""); routeros.KindOf(err) != routeros.KindDeadlineExceeded {
+		t.Fatalf("first command to a silent RDS: err = %v, want deadline exceeded", err)
+	}
+	rec.await(t, Disconnected)
+	awaitCond(t, "breaker to open", func() bool { return c.breaker.state() == breakerOpen })
+	_, err := s.ListDisks(ctx, "")
+	if !routeros.IsUnavailable(err) || !strings.Contains(err.Error(), "circuit breaker") {
+		t.Fatalf("call while the RDS is silent: err = %v, want a fast Unavailable from the breaker", err)
+	}
+
+	ts.SetSilent(false)
+	rec.await(t, Connected)
+	if _, err := s.ListDisks(ctx, ""); err != nil {
+		t.Fatalf("call after the RDS answers again: %v", err)
+	}
+}
+
 func TestRestartMidOperation(t *testing.T) {
 	ts := rdssim.StartForTest(t)
 	c := startClient(t, fastConfig(ts))
@@ -377,5 +412,32 @@ func TestContextCancelWhileWaitingForSession(t *testing.T) {
 	_, err := NewStorage(c).ListDisks(ctx, "")
 	if !errors.Is(err, context.DeadlineExceeded) || !routeros.IsUnavailable(err) {
 		t.Fatalf("err = %v, want a deadline error classified as unavailable", err)
+	}
+}
+
+// TestEventsKeepOrderAndTheLatestState: with listeners far behind, the oldest queued events go,
+// the order is kept, and the latest state is always among those delivered.
+func TestEventsKeepOrderAndTheLatestState(t *testing.T) {
+	c := &Client{events: make(chan State, 64), started: true}
+	const n = 101 // odd: the last state is Connected
+	c.mu.Lock()
+	for i := range n {
+		c.emitLocked([]State{Connected, Disconnected}[i%2])
+	}
+	c.mu.Unlock()
+	if len(c.events) != cap(c.events) {
+		t.Fatalf("%d events queued, want %d", len(c.events), cap(c.events))
+	}
+	var got []State
+	for len(c.events) > 0 {
+		got = append(got, <-c.events)
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i] == got[i-1] {
+			t.Fatalf("events out of order at %d: %v", i, got)
+		}
+	}
+	if got[len(got)-1] != Connected {
+		t.Fatalf("latest state %v not delivered last: %v", Connected, got)
 	}
 }

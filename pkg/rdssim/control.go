@@ -15,6 +15,7 @@ import (
 //	POST /faults/hang         {"match":"REGEX"}        ("" clears)
 //	POST /faults/drop
 //	POST /faults/refuse       {"refuse":true}
+//	POST /faults/silent       {"silent":true}
 //	POST /faults/fail         {"count":N,"error":"failure: ..."}
 //	POST /faults/out-of-space {"enabled":true}
 //	POST /faults/auth         {"reject":true}
@@ -54,6 +55,12 @@ func (s *Server) ControlHandler() http.Handler {
 			Refuse bool `json:"refuse"`
 		}
 		return &b, func() error { s.SetRefuse(b.Refuse); return nil }
+	}))
+	mux.HandleFunc("POST /faults/silent", s.jsonPost(func() (any, func() error) {
+		var b struct {
+			Silent bool `json:"silent"`
+		}
+		return &b, func() error { s.SetSilent(b.Silent); return nil }
 	}))
 	mux.HandleFunc("POST /faults/fail", s.jsonPost(func() (any, func() error) {
 		var b struct {

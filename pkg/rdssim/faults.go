@@ -82,7 +82,25 @@ func (s *Server) SetRejectAuth(reject bool) {
 func (s *Server) ResetFaults() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.f.silent != nil {
+		close(s.f.silent)
+	}
 	s.f = faults{}
+}
+
+// SetSilent makes the RDS a black hole, as a hung appliance or a lost route does: TCP connections
+// are accepted but the SSH handshake is never answered, and on existing connections session opens
+// and commands get no answer. Clearing it lets stalled handshakes and session opens proceed.
+func (s *Server) SetSilent(silent bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case silent && s.f.silent == nil:
+		s.f.silent = make(chan struct{})
+	case !silent && s.f.silent != nil:
+		close(s.f.silent)
+		s.f.silent = nil
+	}
 }
 
 // Restart simulates a reboot: it drops every connection and stops listening

@@ -47,6 +47,45 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("command took %v", el)
 			}
 		}},
+		{"silent: handshakes and session opens stall until cleared", func(t *testing.T, ts *TestServer) {
+			c := dial(t, ts)
+			ts.SetSilent(true)
+			opened := make(chan error, 1)
+			go func() {
+				s, err := c.NewSession()
+				if err == nil {
+					err = s.Run("/system resource print")
+				}
+				opened <- err
+			}()
+			dialed := make(chan error, 1)
+			go func() {
+				c2, err := ts.Dial()
+				if err == nil {
+					_ = c2.Close()
+				}
+				dialed <- err
+			}()
+			eventually(t, "the new connection to be accepted", func() bool { return ts.Stats().TotalConnections >= 2 })
+			select {
+			case err := <-opened:
+				t.Fatalf("session open answered while silent: %v", err)
+			case err := <-dialed:
+				t.Fatalf("handshake answered while silent: %v", err)
+			default:
+			}
+			ts.SetSilent(false)
+			for name, ch := range map[string]chan error{"stalled session": opened, "stalled handshake": dialed} {
+				select {
+				case err := <-ch:
+					if err != nil {
+						t.Fatalf("%s after the silence: %v", name, err)
+					}
+				case <-time.After(10 * time.Second):
+					t.Fatalf("%s still blocked after the silence ended", name)
+				}
+			}
+		}},
 		{"hang until session closes", func(t *testing.T, ts *TestServer) {
 			c := dial(t, ts)
 			if err := ts.SetHang("^/disk print"); err != nil {

@@ -82,6 +82,8 @@ type faults struct {
 	failText   string
 	outOfSpace bool
 	rejectAuth bool
+	// silent is non-nil while the RDS is silent (a black hole): closed when the silence ends.
+	silent chan struct{}
 }
 
 // Stats counts connections and commands since New.
@@ -298,6 +300,9 @@ func (s *Server) handleConn(nc net.Conn) {
 		s.mu.Unlock()
 		_ = nc.Close()
 	}()
+	if !s.waitAudible(s.baseCtx) { // a silent RDS accepts TCP and never answers the handshake
+		return
+	}
 	_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
 	sc, chans, reqs, err := ssh.NewServerConn(nc, s.sshCfg)
 	if err != nil {
@@ -317,6 +322,9 @@ func (s *Server) handleConn(nc net.Conn) {
 		if nch.ChannelType() != "session" {
 			_ = nch.Reject(ssh.UnknownChannelType, "unsupported channel type")
 			continue
+		}
+		if !s.waitAudible(ctx) { // nor session opens
+			return
 		}
 		ch, creqs, err := nch.Accept()
 		if err != nil {
@@ -367,7 +375,7 @@ func (s *Server) preExec(line string) (lat time.Duration, hang bool, failText st
 	if len(s.cmdLog) > maxCmdLog {
 		s.cmdLog = append([]string(nil), s.cmdLog[len(s.cmdLog)-maxCmdLog/2:]...)
 	}
-	hang = s.f.hang != nil && s.f.hang.MatchString(line)
+	hang = s.f.silent != nil || s.f.hang != nil && s.f.hang.MatchString(line)
 	if !hang && s.f.failCount > 0 {
 		s.f.failCount--
 		failText = s.f.failText
@@ -435,4 +443,23 @@ func (s *Server) runExec(ctx context.Context, ch ssh.Channel, line string) {
 	_ = ch.CloseWrite()
 	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{status}))
 	_ = ch.Close()
+}
+
+// waitAudible returns once the server is not silent (true), or when ctx ends or the server
+// closes (false).
+func (s *Server) waitAudible(ctx context.Context) bool {
+	s.mu.Lock()
+	silent := s.f.silent
+	s.mu.Unlock()
+	if silent == nil {
+		return true
+	}
+	select {
+	case <-silent:
+		return true
+	case <-ctx.Done():
+		return false
+	case <-s.done:
+		return false
+	}
 }
