@@ -119,6 +119,9 @@ func (m *Manager) grant(req Request, at time.Time) {
 	}
 }
 
+// refusalEventEvery is how often a repeated refusal for the same reason is said on the PVC again.
+const refusalEventEvery = 10 * time.Minute
+
 // refusal counts a refused attach and, when a NotReady holder is the cause, says so on the PVC.
 func (m *Manager) refusal(req Request, others []Attachment, notReady []string, now time.Time) {
 	switch {
@@ -130,6 +133,18 @@ func (m *Manager) refusal(req Request, others []Attachment, notReady []string, n
 		m.metrics.refused("two_nodes")
 	}
 	if len(notReady) == 0 {
+		return
+	}
+	// The external-attacher retries a refused publish for as long as it stays refused: say it
+	// once per refusal reason and target, then again only after refusalEventEvery.
+	key := req.VolumeID + "/" + req.NodeID + "/" + strings.Join(notReady, ",")
+	m.mu.Lock()
+	last, seen := m.refusalEvents[key]
+	if !seen || now.Sub(last) >= refusalEventEvery {
+		m.refusalEvents[key] = now
+	}
+	m.mu.Unlock()
+	if seen && now.Sub(last) < refusalEventEvery {
 		return
 	}
 	m.event(m.eventTarget(m.pvFor(req.VolumeID), nil), corev1.EventTypeWarning, EventAttachRefused,

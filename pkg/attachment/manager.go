@@ -91,6 +91,7 @@ type Manager struct {
 	orphans       map[string]time.Time            // exported disk without PV → first seen
 	confirmedGone map[string]bool                 // nodes missing from the cache that a GET confirmed deleted
 	uncertain     map[string]map[string]time.Time // volume → node → sync time: see noteUncertain
+	refusalEvents map[string]time.Time            // refusal event key → when it was last posted
 	timers        map[string]*time.Timer          // volume → migration deadline check
 
 	startOnce sync.Once
@@ -134,7 +135,7 @@ func NewManager(cfg Config) (*Manager, error) {
 		cfg: cfg, metrics: cfg.Metrics, readyCh: make(chan struct{}),
 		grants: map[string]map[string]grant{}, released: map[string]map[string]time.Time{},
 		reported: map[string]bool{}, orphans: map[string]time.Time{}, confirmedGone: map[string]bool{}, timers: map[string]*time.Timer{},
-		uncertain: map[string]map[string]time.Time{},
+		uncertain: map[string]map[string]time.Time{}, refusalEvents: map[string]time.Time{},
 	}
 	if m.metrics == nil {
 		m.metrics = NewMetrics(cfg.Registerer)

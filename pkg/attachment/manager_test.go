@@ -445,3 +445,24 @@ func TestManagerPendingAtStart(t *testing.T) {
 		})
 	}
 }
+
+// TestManagerRefusalEventsAreNotRepeated: the external-attacher retries a refused publish; the
+// PVC hears about it once, and again only after refusalEventEvery.
+func TestManagerRefusalEventsAreNotRepeated(t *testing.T) {
+	pv := pvFor(vol1)
+	f := newFixture(t, []runtime.Object{notReadyNode("a"), node("b"), node("c"), pv, vaFor(pv, "a", true, t0.Add(-time.Hour))})
+	ctx := context.Background()
+	for range 5 {
+		wantCode(t, f.m.Attach(ctx, rwo("b")), codes.FailedPrecondition)
+		f.advance(time.Minute)
+	}
+	if got := len(f.rec.Events()); got != 1 {
+		t.Fatalf("%d events after 5 refusals within 5 minutes, want 1", got)
+	}
+	wantCode(t, f.m.Attach(ctx, rwo("c")), codes.FailedPrecondition) // another target: said too
+	f.advance(refusalEventEvery)
+	wantCode(t, f.m.Attach(ctx, rwo("b")), codes.FailedPrecondition)
+	if got := f.rec.Reasons(); !slices.Equal(got, []string{EventAttachRefused, EventAttachRefused, EventAttachRefused}) {
+		t.Fatalf("events = %v, want three refusals (b, c, b again later)", got)
+	}
+}

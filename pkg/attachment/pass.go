@@ -302,6 +302,11 @@ func (m *Manager) pruneLocked(now time.Time, dual []string) {
 			delete(m.uncertain, vol)
 		}
 	}
+	for k, at := range m.refusalEvents {
+		if now.Sub(at) >= refusalEventEvery {
+			delete(m.refusalEvents, k)
+		}
+	}
 	keep := map[string]bool{}
 	for _, v := range dual {
 		keep[v] = true
