@@ -30,8 +30,11 @@ func (it item) get(key string) (string, bool) {
 
 func plain(key, v string) field { return field{key: key, raw: v, shown: v} }
 
+// quoteEscaper is built once: building a Replacer costs far more than using it.
+var quoteEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
+
 func quoted(key, v string) field {
-	esc := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(v)
+	esc := quoteEscaper.Replace(v)
 	return field{key: key, raw: v, shown: `"` + esc + `"`}
 }
 
