@@ -16,14 +16,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
-	"github.com/srvlab/rds-csi/pkg/attachment"
+	"github.com/srvlab/rds-csi/pkg/driver"
 	"github.com/srvlab/rds-csi/pkg/k8stest"
 )
 
@@ -76,7 +71,7 @@ func (d *demo) healing(ctx context.Context) error {
 		{"attach to node-a (VolumeAttachment, ControllerPublish)", func() (string, error) { return "", h.attach(ctx, "node-a") }},
 		{"attach to node-b is refused while node-a holds it", func() (string, error) { return h.refused(ctx, "node-b", "node-a") }},
 		{"node-a NotReady: still refused (it may be writing)", func() (string, error) {
-			if err := h.setReady(ctx, "node-a", corev1.ConditionUnknown); err != nil {
+			if err := k8stest.SetReady(ctx, h.cs, "node-a", corev1.ConditionUnknown); err != nil {
 				return "", err
 			}
 			return h.until(ctx, func() (bool, string) {
@@ -86,7 +81,7 @@ func (d *demo) healing(ctx context.Context) error {
 		}},
 		{"taint node-a out-of-service: node-b attaches by itself", func() (string, error) {
 			start := time.Now()
-			if err := h.taint(ctx, "node-a"); err != nil {
+			if err := k8stest.TaintOutOfService(ctx, h.cs, "node-a"); err != nil {
 				return "", err
 			}
 			if _, err := h.until(ctx, func() (bool, string) { return h.attach(ctx, "node-b") == nil, "" }); err != nil {
@@ -130,7 +125,7 @@ func (d *demo) healing(ctx context.Context) error {
 func (h *healing) startController(ctx context.Context, d *demo) (string, error) {
 	if h.args == nil {
 		kc := filepath.Join(d.dir, "kubeconfig")
-		if err := writeKubeconfig(h.srv, kc); err != nil {
+		if err := k8stest.WriteKubeconfig(h.srv.Config, kc); err != nil {
 			return "", err
 		}
 		h.sock = filepath.Join(d.dir, "controller.sock")
@@ -173,69 +168,23 @@ func (h *healing) setup(ctx context.Context) (string, error) {
 		return "", err
 	}
 	h.volID, h.vctx = r.GetVolume().GetVolumeId(), r.GetVolume().GetVolumeContext()
-	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: healPV}, Spec: corev1.PersistentVolumeSpec{
-		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-		Capacity:    corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(r.GetVolume().GetCapacityBytes(), resource.BinarySI)},
-		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-			Driver: "rds.csi.srvlab.io", VolumeHandle: h.volID, VolumeAttributes: h.vctx}},
-	}}
-	if _, err := h.cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
+	if err := k8stest.CreatePV(ctx, h.cs, driver.DefaultDriverName, healPV, r.GetVolume(), false, nil); err != nil {
 		return "", err
 	}
 	return h.volID, nil
 }
 
 func (h *healing) addNode(ctx context.Context, name string) error {
-	n, err := h.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
-	_, err = h.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
-}
-
-func (h *healing) setReady(ctx context.Context, name string, s corev1.ConditionStatus) error {
-	n, err := h.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: s, Reason: "NodeStatusUnknown"}}
-	_, err = h.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
-}
-
-func (h *healing) taint(ctx context.Context, name string) error {
-	n, err := h.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: attachment.OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
-	_, err = h.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
-	return err
+	return k8stest.AddNode(ctx, h.cs, name, nil)
 }
 
 // attach plays the external-attacher: VolumeAttachment, ControllerPublish, status.attached.
 func (h *healing) attach(ctx context.Context, node string) error {
-	name := "csi-" + healPV + "-" + node
-	pv := healPV
-	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: storagev1.VolumeAttachmentSpec{Attacher: "rds.csi.srvlab.io", NodeName: node,
-			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pv}}}
-	if _, err := h.cs.StorageV1().VolumeAttachments().Create(ctx, va, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+	a := k8stest.Attacher{Client: h.cs, Driver: driver.DefaultDriverName, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
+		_, err := h.cc.ControllerPublishVolume(ctx, req)
 		return err
-	}
-	if _, err := h.cc.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: h.volID, NodeId: node,
-		VolumeCapability: healCap, VolumeContext: h.vctx}); err != nil {
-		return err
-	}
-	got, err := h.cs.StorageV1().VolumeAttachments().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	got.Status.Attached = true
-	_, err = h.cs.StorageV1().VolumeAttachments().UpdateStatus(ctx, got, metav1.UpdateOptions{})
-	return err
+	}}
+	return a.Attach(ctx, healPV, &csi.ControllerPublishVolumeRequest{VolumeId: h.volID, NodeId: node, VolumeCapability: healCap, VolumeContext: h.vctx})
 }
 
 // refused checks that attaching to node is refused with FailedPrecondition naming the holder.
@@ -278,14 +227,4 @@ func (h *healing) stop() {
 	if h.srv != nil {
 		h.srv.Stop()
 	}
-}
-
-func writeKubeconfig(srv *k8stest.Server, path string) error {
-	cfg := srv.Config
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["demo"] = &clientcmdapi.Cluster{Server: cfg.Host, InsecureSkipTLSVerify: cfg.Insecure, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["demo"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["demo"] = &clientcmdapi.Context{Cluster: "demo", AuthInfo: "demo"}
-	kc.CurrentContext = "demo"
-	return clientcmd.WriteToFile(*kc, path)
 }

@@ -2,7 +2,6 @@ package attachment_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"os"
 	"runtime"
@@ -17,9 +16,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -111,45 +107,23 @@ func newDriver(t *testing.T, e *env, a driver.Attacher) *driver.Driver {
 func (e *env) nodeName(s string) string { return e.prefix + "-" + s }
 
 // addNode creates a Ready node.
-func (e *env) addNode(s string) {
-	e.t.Helper()
-	n, err := e.cs.CoreV1().Nodes().Create(e.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: e.nodeName(s)}}, metav1.CreateOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
-}
+func (e *env) addNode(s string) { e.must(k8stest.AddNode(e.ctx, e.cs, e.nodeName(s), nil)) }
 
 func (e *env) setReady(s string, status corev1.ConditionStatus) {
-	e.t.Helper()
-	n, err := e.cs.CoreV1().Nodes().Get(e.ctx, e.nodeName(s), metav1.GetOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: status, Reason: "NodeStatusUnknown"}}
-	if _, err := e.cs.CoreV1().Nodes().UpdateStatus(e.ctx, n, metav1.UpdateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
+	e.must(k8stest.SetReady(e.ctx, e.cs, e.nodeName(s), status))
 }
 
 func (e *env) taintOutOfService(s string) {
-	e.t.Helper()
-	n, err := e.cs.CoreV1().Nodes().Get(e.ctx, e.nodeName(s), metav1.GetOptions{})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: attachment.OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
-	if _, err := e.cs.CoreV1().Nodes().Update(e.ctx, n, metav1.UpdateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
+	e.must(k8stest.TaintOutOfService(e.ctx, e.cs, e.nodeName(s)))
 }
 
 func (e *env) deleteNode(s string) {
+	e.must(e.cs.CoreV1().Nodes().Delete(e.ctx, e.nodeName(s), metav1.DeleteOptions{}))
+}
+
+func (e *env) must(err error) {
 	e.t.Helper()
-	if err := e.cs.CoreV1().Nodes().Delete(e.ctx, e.nodeName(s), metav1.DeleteOptions{}); err != nil {
+	if err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -180,78 +154,33 @@ func (e *env) createVolume(vcap *csi.VolumeCapability, params map[string]string)
 		e.t.Fatalf("CreateVolume: %v", err)
 	}
 	v := &volume{id: resp.GetVolume().GetVolumeId(), pv: name, claim: "claim-" + name[4:12], vcap: vcap, vctx: resp.GetVolume().GetVolumeContext()}
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: v.pv},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:    corev1.ResourceList{corev1.ResourceStorage: *resourceQuantity(resp.GetVolume().GetCapacityBytes())},
-			AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: e.name, VolumeHandle: v.id, VolumeAttributes: v.vctx}},
-			ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: e.prefix, Name: v.claim},
-		},
-	}
-	if vcap.GetBlock() != nil {
-		block := corev1.PersistentVolumeBlock
-		pv.Spec.VolumeMode = &block
-		pv.Spec.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
-	}
-	if _, err := e.cs.CoreV1().PersistentVolumes().Create(e.ctx, pv, metav1.CreateOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
+	claim := &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: e.prefix, Name: v.claim}
+	e.must(k8stest.CreatePV(e.ctx, e.cs, e.name, v.pv, resp.GetVolume(), vcap.GetBlock() != nil, claim))
 	return v
 }
 
-func vaName(e *env, v *volume, node string) string {
-	return fmt.Sprintf("csi-%x", sha256.Sum256([]byte(v.id+e.name+node)))
+// attacher plays the external-attacher against this controller, retrying Aborted as it does.
+func (e *env) attacher() k8stest.Attacher {
+	return k8stest.Attacher{Client: e.cs, Driver: e.name, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
+		for {
+			_, err := e.d.ControllerPublishVolume(ctx, req)
+			if !isAborted(err) {
+				return err
+			}
+		}
+	}}
 }
 
 // createVA creates the VolumeAttachment of v on node s.
 func (e *env) createVA(v *volume, s string) {
-	e.t.Helper()
-	node := e.nodeName(s)
-	va := &storagev1.VolumeAttachment{
-		ObjectMeta: metav1.ObjectMeta{Name: vaName(e, v, node)},
-		Spec: storagev1.VolumeAttachmentSpec{Attacher: e.name, NodeName: node,
-			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &v.pv}},
-	}
-	if _, err := e.cs.StorageV1().VolumeAttachments().Create(e.ctx, va, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		e.t.Fatal(err)
-	}
+	e.must(e.attacher().CreateVA(e.ctx, v.pv, v.id, e.nodeName(s)))
 }
 
-// publish does what the external-attacher does for a new VolumeAttachment: create it (if
-// missing), call ControllerPublishVolume (retrying Aborted, as the sidecar does), and record
-// success in status.attached. API failures come back as errors too (safe in goroutines).
+// publish does what the external-attacher does for a new VolumeAttachment. API failures come
+// back as errors too (safe in goroutines).
 func (e *env) publish(v *volume, s string) error {
-	node := e.nodeName(s)
-	va := &storagev1.VolumeAttachment{
-		ObjectMeta: metav1.ObjectMeta{Name: vaName(e, v, node)},
-		Spec: storagev1.VolumeAttachmentSpec{Attacher: e.name, NodeName: node,
-			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &v.pv}},
-	}
-	if _, err := e.cs.StorageV1().VolumeAttachments().Create(e.ctx, va, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating VolumeAttachment: %w", err)
-	}
-	var err error
-	for {
-		_, err = e.d.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: node,
-			VolumeCapability: v.vcap, VolumeContext: v.vctx})
-		if !isAborted(err) {
-			break
-		}
-	}
-	if err != nil {
-		return err
-	}
-	got, err := e.cs.StorageV1().VolumeAttachments().Get(e.ctx, va.Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("reading VolumeAttachment: %w", err)
-	}
-	got.Status.Attached = true
-	if _, err := e.cs.StorageV1().VolumeAttachments().UpdateStatus(e.ctx, got, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("setting status.attached: %w", err)
-	}
-	return nil
+	return e.attacher().Attach(e.ctx, v.pv, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: e.nodeName(s),
+		VolumeCapability: v.vcap, VolumeContext: v.vctx})
 }
 
 // unpublish does what the external-attacher does on detach: ControllerUnpublishVolume, then the
@@ -259,12 +188,9 @@ func (e *env) publish(v *volume, s string) error {
 func (e *env) unpublish(v *volume, s string) {
 	e.t.Helper()
 	node := e.nodeName(s)
-	if _, err := e.d.ControllerUnpublishVolume(e.ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.id, NodeId: node}); err != nil {
-		e.t.Fatal(err)
-	}
-	if err := e.cs.StorageV1().VolumeAttachments().Delete(e.ctx, vaName(e, v, node), metav1.DeleteOptions{}); err != nil {
-		e.t.Fatal(err)
-	}
+	_, err := e.d.ControllerUnpublishVolume(e.ctx, &csi.ControllerUnpublishVolumeRequest{VolumeId: v.id, NodeId: node})
+	e.must(err)
+	e.must(e.attacher().DeleteVA(e.ctx, v.id, node))
 }
 
 // waitPass waits for a reconcile pass triggered by reason after pass number after.
@@ -344,8 +270,4 @@ func isAborted(err error) bool {
 		return true
 	}
 	return false
-}
-
-func resourceQuantity(bytes int64) *resource.Quantity {
-	return resource.NewQuantity(bytes, resource.BinarySI)
 }

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
@@ -120,9 +119,7 @@ func TestHolderVolumeAttachmentGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRefused(t, e.publish(v, "b"), "attached to node "+e.nodeName("a"))
-	if err := e.cs.StorageV1().VolumeAttachments().Delete(e.ctx, vaName(e, v, e.nodeName("a")), metav1.DeleteOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.must(e.attacher().DeleteVA(e.ctx, v.id, e.nodeName("a")))
 	err := wait.PollUntilContextTimeout(e.ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return len(e.published(v)) == 0, nil
 	})

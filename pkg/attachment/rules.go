@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	corev1 "k8s.io/api/core/v1"
 )
 
 // DefaultMigrationTimeout bounds how long a multi-node volume may stay attached to two nodes.
@@ -27,7 +28,7 @@ const VolumeContextMigrationTimeout = "migrationTimeout"
 
 // OutOfServiceTaint is the taint of Kubernetes' non-graceful node shutdown: a node carrying it
 // is known to be down, so its attachments are released.
-const OutOfServiceTaint = "node.kubernetes.io/out-of-service"
+const OutOfServiceTaint = corev1.TaintNodeOutOfService
 
 // Request asks to attach a volume to a node.
 type Request struct {

@@ -26,15 +26,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
-	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/srvlab/rds-csi/pkg/k8stest"
 	"github.com/srvlab/rds-csi/pkg/rdssim"
@@ -108,7 +102,9 @@ func newRig(t *testing.T) *rig {
 		c.PoolSize = 1 << 40
 	})
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	writeKubeconfig(t, cfg, kubeconfig)
+	if err := k8stest.WriteKubeconfig(cfg, kubeconfig); err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
 	r.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	r.args = []string{"--mode", "controller", "--endpoint", "unix://" + filepath.Join(dir, "csi.sock"),
@@ -175,12 +171,7 @@ func (c *controller) stop(t *testing.T) {
 
 func (r *rig) addNode(name string) {
 	r.t.Helper()
-	n, err := r.cs.CoreV1().Nodes().Create(r.ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
-	if _, err := r.cs.CoreV1().Nodes().UpdateStatus(r.ctx, n, metav1.UpdateOptions{}); err != nil {
+	if err := k8stest.AddNode(r.ctx, r.cs, name, nil); err != nil {
 		r.t.Fatal(err)
 	}
 }
@@ -197,13 +188,7 @@ func (r *rig) createVolume(c *controller, name string) *csi.Volume {
 		r.t.Fatalf("CreateVolume: %v", err)
 	}
 	v := resp.GetVolume()
-	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
-		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-		Capacity:    corev1.ResourceList{corev1.ResourceStorage: *resource.NewQuantity(v.GetCapacityBytes(), resource.BinarySI)},
-		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-			Driver: driverName, VolumeHandle: v.GetVolumeId(), VolumeAttributes: v.GetVolumeContext()}},
-	}}
-	if _, err := r.cs.CoreV1().PersistentVolumes().Create(r.ctx, pv, metav1.CreateOptions{}); err != nil {
+	if err := k8stest.CreatePV(r.ctx, r.cs, driverName, name, v, false, nil); err != nil {
 		r.t.Fatal(err)
 	}
 	return v
@@ -211,24 +196,12 @@ func (r *rig) createVolume(c *controller, name string) *csi.Volume {
 
 // publish plays the external-attacher: VolumeAttachment, ControllerPublish, then status.attached.
 func (r *rig) publish(c *controller, pv string, v *csi.Volume, node string) error {
-	name := "csi-" + pv + "-" + node
-	va := &storagev1.VolumeAttachment{ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: storagev1.VolumeAttachmentSpec{Attacher: driverName, NodeName: node,
-			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pv}}}
-	if _, err := r.cs.StorageV1().VolumeAttachments().Create(r.ctx, va, metav1.CreateOptions{}); err != nil && !strings.Contains(err.Error(), "already exists") {
+	a := k8stest.Attacher{Client: r.cs, Driver: driverName, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
+		_, err := c.ctl.ControllerPublishVolume(ctx, req)
 		return err
-	}
-	if _, err := c.ctl.ControllerPublishVolume(r.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.GetVolumeId(), NodeId: node,
-		VolumeCapability: rwo, VolumeContext: v.GetVolumeContext()}); err != nil {
-		return err
-	}
-	got, err := r.cs.StorageV1().VolumeAttachments().Get(r.ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	got.Status.Attached = true
-	_, err = r.cs.StorageV1().VolumeAttachments().UpdateStatus(r.ctx, got, metav1.UpdateOptions{})
-	return err
+	}}
+	return a.Attach(r.ctx, pv, &csi.ControllerPublishVolumeRequest{VolumeId: v.GetVolumeId(), NodeId: node,
+		VolumeCapability: rwo, VolumeContext: v.GetVolumeContext()})
 }
 
 func (r *rig) metrics() string {
@@ -313,18 +286,6 @@ func grep(s string, subs ...string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func writeKubeconfig(t *testing.T, cfg *rest.Config, path string) {
-	t.Helper()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["test"] = &clientcmdapi.Cluster{Server: cfg.Host, InsecureSkipTLSVerify: cfg.Insecure, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos["test"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "test"}
-	kc.CurrentContext = "test"
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		t.Fatal(err)
-	}
 }
 
 func freePort(t *testing.T) int {

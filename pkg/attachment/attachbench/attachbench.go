@@ -22,8 +22,6 @@ import (
 	"github.com/google/uuid"
 	"golang.org/x/crypto/ssh"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -32,6 +30,7 @@ import (
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
+	"github.com/srvlab/rds-csi/pkg/k8stest"
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/rdssim"
 )
@@ -276,30 +275,17 @@ func (r *rig) close() {
 }
 
 func (r *rig) addNode(ctx context.Context, name string) error {
-	n, err := r.cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name,
-		Labels: map[string]string{"attachbench": r.prefix}}}, metav1.CreateOptions{})
-	if err != nil {
-		return err
-	}
-	n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady"}}
-	_, err = r.cs.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-	return err
+	return k8stest.AddNode(ctx, r.cs, name, map[string]string{"attachbench": r.prefix})
 }
 
 func (r *rig) taint(ctx context.Context, name string) error {
-	n, err := r.cs.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return err
-	}
-	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: attachment.OutOfServiceTaint, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
-	_, err = r.cs.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
-	return err
+	return k8stest.TaintOutOfService(ctx, r.cs, name)
 }
 
 var rwo = &csi.VolumeCapability{AccessType: &csi.VolumeCapability_Mount{Mount: &csi.VolumeCapability_MountVolume{}},
 	AccessMode: &csi.VolumeCapability_AccessMode{Mode: csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER}}
 
-// volume creates a volume on the simulator and its PV.
+// volume creates a volume on the simulator and its PV (named as the volume).
 func (r *rig) volume(ctx context.Context) (string, error) {
 	name := "pvc-" + uuid.NewString()
 	resp, err := r.d.CreateVolume(ctx, &csi.CreateVolumeRequest{Name: name, VolumeCapabilities: []*csi.VolumeCapability{rwo},
@@ -307,48 +293,24 @@ func (r *rig) volume(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	pv := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.PersistentVolumeSpec{
-		AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-		Capacity:    corev1.ResourceList{corev1.ResourceStorage: *resourceBytes(resp.GetVolume().GetCapacityBytes())},
-		PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-			Driver: r.driver, VolumeHandle: resp.GetVolume().GetVolumeId(), VolumeAttributes: resp.GetVolume().GetVolumeContext()}},
-		ClaimRef: &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: r.prefix, Name: "claim-" + name[4:12]},
-	}}
-	if _, err := r.cs.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		return "", err
-	}
-	return name, nil
+	claim := &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: r.prefix, Name: "claim-" + name[4:12]}
+	return name, k8stest.CreatePV(ctx, r.cs, r.driver, name, resp.GetVolume(), false, claim)
 }
 
-func vaName(vol, node string) string { return "csi-" + vol + "-" + node }
+func (r *rig) attacher() k8stest.Attacher {
+	return k8stest.Attacher{Client: r.cs, Driver: r.driver, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
+		_, err := r.d.ControllerPublishVolume(ctx, req)
+		return err
+	}}
+}
 
 func (r *rig) createVA(ctx context.Context, vol, node string) error {
-	pv := vol
-	_, err := r.cs.StorageV1().VolumeAttachments().Create(ctx, &storagev1.VolumeAttachment{
-		ObjectMeta: metav1.ObjectMeta{Name: vaName(vol, node)},
-		Spec: storagev1.VolumeAttachmentSpec{Attacher: r.driver, NodeName: node,
-			Source: storagev1.VolumeAttachmentSource{PersistentVolumeName: &pv}},
-	}, metav1.CreateOptions{})
-	return err
+	return r.attacher().CreateVA(ctx, vol, vol, node)
 }
 
 // publish plays the external-attacher: VolumeAttachment (if missing), ControllerPublish, status.
 func (r *rig) publish(ctx context.Context, vol, node string) error {
-	va, err := r.cs.StorageV1().VolumeAttachments().Get(ctx, vaName(vol, node), metav1.GetOptions{})
-	if err != nil {
-		if err := r.createVA(ctx, vol, node); err != nil {
-			return err
-		}
-		if va, err = r.cs.StorageV1().VolumeAttachments().Get(ctx, vaName(vol, node), metav1.GetOptions{}); err != nil {
-			return err
-		}
-	}
-	if _, err := r.d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: node, VolumeCapability: rwo}); err != nil {
-		return err
-	}
-	va.Status.Attached = true
-	_, err = r.cs.StorageV1().VolumeAttachments().UpdateStatus(ctx, va, metav1.UpdateOptions{})
-	return err
+	return r.attacher().Attach(ctx, vol, &csi.ControllerPublishVolumeRequest{VolumeId: vol, NodeId: node, VolumeCapability: rwo})
 }
 
 // waitPass waits for a pass triggered by reason that started at or after since.
@@ -383,8 +345,6 @@ func (r *rig) waitProbe(ctx context.Context, ready bool) error {
 		}
 	}
 }
-
-func resourceBytes(n int64) *resource.Quantity { return resource.NewQuantity(n, resource.BinarySI) }
 
 const pingLabel = "attachbench-ping"
 
