@@ -161,15 +161,20 @@ func (ns *nodeStates) cached(name string) nodeState {
 	if !ok || n == nil {
 		return nodeDeleted
 	}
-	s := nodeUp
-	switch {
-	case outOfService(n):
-		s = nodeOutOfService
-	case !nodeReady(n):
-		s = nodeNotReady
-	}
+	s := stateOf(n)
 	ns.known[name] = s
 	return s
+}
+
+// stateOf reads the attachment-relevant state of an existing node.
+func stateOf(n *corev1.Node) nodeState {
+	switch {
+	case outOfService(n):
+		return nodeOutOfService
+	case !nodeReady(n):
+		return nodeNotReady
+	}
+	return nodeUp
 }
 
 // withoutAPI returns the state without asking the API server: a node missing from the cache
@@ -216,13 +221,7 @@ func (ns *nodeStates) get(ctx context.Context, name string) (nodeState, error) {
 	case err != nil:
 		return nodeUp, fmt.Errorf("confirming that node %s is gone: %w", name, err)
 	}
-	s := nodeUp
-	switch {
-	case outOfService(n):
-		s = nodeOutOfService
-	case !nodeReady(n):
-		s = nodeNotReady
-	}
+	s := stateOf(n)
 	ns.known[name] = s
 	return s, nil
 }
