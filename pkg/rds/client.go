@@ -326,16 +326,18 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	wasDown := c.state != Connected
 	c.state = Connected
 	c.lastErr = nil
-	if wasDown {
-		c.emitLocked(Connected) // under the lock: events keep the order of the state changes
-	}
-	c.mu.Unlock()
 	c.breaker.success()
 	c.metrics.setBreakerOpen(false)
 	c.metrics.setConnected(true)
 	if wasDown {
-		klog.InfoS("Connected to RDS", "address", c.cfg.Address)
 		c.metrics.reconnected()
+		// Under the lock, so that events keep the order of the state changes; after the
+		// metrics, so that a listener sees them up to date.
+		c.emitLocked(Connected)
+	}
+	c.mu.Unlock()
+	if wasDown {
+		klog.InfoS("Connected to RDS", "address", c.cfg.Address)
 	}
 	// Notice a dropped connection at once, not at the next command.
 	go func() {
@@ -360,6 +362,9 @@ func (c *Client) dropConn(conn *ssh.Client, cause error) {
 	wasUp := c.state == Connected
 	c.state = Disconnected
 	closed := c.closed
+	if !closed {
+		c.metrics.setConnected(false)
+	}
 	if wasUp && !closed {
 		c.emitLocked(Disconnected)
 	}
@@ -368,7 +373,6 @@ func (c *Client) dropConn(conn *ssh.Client, cause error) {
 	if closed {
 		return
 	}
-	c.metrics.setConnected(false)
 	if wasUp {
 		klog.InfoS("Lost connection to RDS", "address", c.cfg.Address, "err", cause)
 	}

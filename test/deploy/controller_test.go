@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -36,7 +37,9 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(k8stest.Main(m)) }
 
-const driverName = "deploy.rds.csi.test"
+// runs numbers the rigs of this process: the API server is shared, so names must not repeat
+// (go test -count=N).
+var runs atomic.Int32
 
 // controller is one rds-csi process in controller mode.
 type controller struct {
@@ -66,6 +69,8 @@ func (s *syncBuffer) String() string {
 }
 
 type rig struct {
+	driver     string // CSI driver name, unique per rig
+	id         int32
 	t          *testing.T
 	ctx        context.Context
 	cs         kubernetes.Interface
@@ -85,7 +90,8 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	r := &rig{t: t, ctx: t.Context(), cs: cs, dir: dir, bin: filepath.Join(dir, "rds-csi")}
+	id := runs.Add(1)
+	r := &rig{t: t, ctx: t.Context(), cs: cs, dir: dir, bin: filepath.Join(dir, "rds-csi"), id: id, driver: fmt.Sprintf("deploy%d.rds.csi.test", id)}
 	build := exec.Command("go", "build", "-o", r.bin, "./cmd/rds-csi")
 	build.Dir = "../.."
 	if out, err := build.CombinedOutput(); err != nil {
@@ -108,7 +114,7 @@ func newRig(t *testing.T) *rig {
 	port := freePort(t)
 	r.metricsURL = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	r.args = []string{"--mode", "controller", "--endpoint", "unix://" + filepath.Join(dir, "csi.sock"),
-		"--driver-name", driverName, "--kubeconfig", kubeconfig,
+		"--driver-name", r.driver, "--kubeconfig", kubeconfig,
 		"--rds-address", sim.Addr(), "--rds-key-file", keyFile,
 		"--rds-host-key", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(sim.HostKey))),
 		"--nvme-address", "127.0.0.1", "--metrics-address", fmt.Sprintf("127.0.0.1:%d", port),
@@ -169,6 +175,9 @@ func (c *controller) stop(t *testing.T) {
 	}
 }
 
+// node is the name of this rig's node s.
+func (r *rig) node(s string) string { return fmt.Sprintf("dn%d-%s", r.id, s) }
+
 func (r *rig) addNode(name string) {
 	r.t.Helper()
 	if err := k8stest.AddNode(r.ctx, r.cs, name, nil); err != nil {
@@ -188,7 +197,7 @@ func (r *rig) createVolume(c *controller, name string) *csi.Volume {
 		r.t.Fatalf("CreateVolume: %v", err)
 	}
 	v := resp.GetVolume()
-	if err := k8stest.CreatePV(r.ctx, r.cs, driverName, name, v, false, nil); err != nil {
+	if err := k8stest.CreatePV(r.ctx, r.cs, r.driver, name, v, false, nil); err != nil {
 		r.t.Fatal(err)
 	}
 	return v
@@ -196,7 +205,7 @@ func (r *rig) createVolume(c *controller, name string) *csi.Volume {
 
 // publish plays the external-attacher: VolumeAttachment, ControllerPublish, then status.attached.
 func (r *rig) publish(c *controller, pv string, v *csi.Volume, node string) error {
-	a := k8stest.Attacher{Client: r.cs, Driver: driverName, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
+	a := k8stest.Attacher{Client: r.cs, Driver: r.driver, Publish: func(ctx context.Context, req *csi.ControllerPublishVolumeRequest) error {
 		_, err := c.ctl.ControllerPublishVolume(ctx, req)
 		return err
 	}}
@@ -223,35 +232,36 @@ func (r *rig) metrics() string {
 // restart of the process makes the same decisions from the VolumeAttachments.
 func TestControllerBinaryHealsAttachments(t *testing.T) {
 	r := newRig(t)
-	for _, n := range []string{"dn-a", "dn-b", "dn-c"} {
+	nodeA, nodeB, nodeC := r.node("a"), r.node("b"), r.node("c")
+	for _, n := range []string{nodeA, nodeB, nodeC} {
 		r.addNode(n)
 	}
 	c := r.start()
 	if log := c.log.String(); !strings.Contains(log, "Attachment view synced") || strings.Contains(log, "in memory only") {
 		t.Fatalf("controller did not run the Kubernetes-backed attachment manager:\n%s", log)
 	}
-	pv := "pvc-6f0a4c1e-8d1b-4a53-9a2e-3c5d7e9f1a2b"
+	pv := fmt.Sprintf("pvc-6f0a4c1e-8d1b-4a53-9a2e-%012d", r.id)
 	v := r.createVolume(c, pv)
-	if err := r.publish(c, pv, v, "dn-a"); err != nil {
+	if err := r.publish(c, pv, v, nodeA); err != nil {
 		t.Fatal(err)
 	}
-	err := r.publish(c, pv, v, "dn-b")
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "dn-a") {
-		t.Fatalf("publish to dn-b while dn-a holds the volume: %v, want FailedPrecondition naming dn-a", err)
+	err := r.publish(c, pv, v, nodeB)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), nodeA) {
+		t.Fatalf("publish to node b while node a holds the volume: %v, want FailedPrecondition naming node a", err)
 	}
 
-	if err := r.cs.CoreV1().Nodes().Delete(r.ctx, "dn-a", metav1.DeleteOptions{}); err != nil {
+	if err := r.cs.CoreV1().Nodes().Delete(r.ctx, nodeA, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	err = wait.PollUntilContextTimeout(r.ctx, 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
-		err := r.publish(c, pv, v, "dn-b")
+		err := r.publish(c, pv, v, nodeB)
 		if status.Code(err) == codes.FailedPrecondition {
 			return false, nil
 		}
 		return true, err
 	})
 	if err != nil {
-		t.Fatalf("publish to dn-b after dn-a was deleted: %v\nlog:\n%s", err, c.log)
+		t.Fatalf("publish to node b after node a was deleted: %v\nlog:\n%s", err, c.log)
 	}
 	if m := r.metrics(); !strings.Contains(m, `rds_csi_attachment_releases_total{reason="node_deleted"} 1`) ||
 		!strings.Contains(m, "rds_csi_rds_connected 1") {
@@ -260,19 +270,19 @@ func TestControllerBinaryHealsAttachments(t *testing.T) {
 
 	c.stop(t)
 	c = r.start()
-	err = r.publish(c, pv, v, "dn-c")
-	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "dn-b") {
-		t.Fatalf("after a restart, publish to dn-c while dn-b holds the volume: %v, want FailedPrecondition naming dn-b", err)
+	err = r.publish(c, pv, v, nodeC)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), nodeB) {
+		t.Fatalf("after a restart, publish to node c while node b holds the volume: %v, want FailedPrecondition naming node b", err)
 	}
-	if err := r.publish(c, pv, v, "dn-b"); err != nil {
+	if err := r.publish(c, pv, v, nodeB); err != nil {
 		t.Fatalf("after a restart, republish to the holder: %v", err)
 	}
 	pub, err := c.ctl.ControllerGetVolume(r.ctx, &csi.ControllerGetVolumeRequest{VolumeId: v.GetVolumeId()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := pub.GetStatus().GetPublishedNodeIds(); len(got) != 1 || got[0] != "dn-b" {
-		t.Errorf("published nodes after the restart = %v, want [dn-b]", got)
+	if got := pub.GetStatus().GetPublishedNodeIds(); len(got) != 1 || got[0] != nodeB {
+		t.Errorf("published nodes after the restart = %v, want [node b]", got)
 	}
 }
 
