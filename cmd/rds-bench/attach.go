@@ -10,13 +10,6 @@ import (
 	"github.com/srvlab/rds-csi/pkg/k8stest"
 )
 
-func init() {
-	extraSections = append(extraSections, struct {
-		name string
-		run  func(context.Context, benchOptions) error
-	}{"attach", benchAttach})
-}
-
 const (
 	failoverSamples = 7
 	probeSamples    = 3

@@ -39,8 +39,9 @@ func main() {
 	}{
 		{"rds", benchRDS},
 		{"controller", benchController},
+		{"attach", benchAttach},
+		{"node", benchNode},
 	}
-	sections = append(sections, extraSections...)
 	failed := false
 	for _, s := range sections {
 		if o.only != "" && !strings.Contains(","+o.only+",", ","+s.name+",") {
@@ -55,12 +56,6 @@ func main() {
 	if failed {
 		os.Exit(1)
 	}
-}
-
-// extraSections are registered by the files of later sections (node, attach).
-var extraSections []struct {
-	name string
-	run  func(context.Context, benchOptions) error
 }
 
 func cpuModel() string {

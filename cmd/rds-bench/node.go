@@ -19,13 +19,6 @@ import (
 	"github.com/srvlab/rds-csi/pkg/rds"
 )
 
-func init() {
-	extraSections = append(extraSections, struct {
-		name string
-		run  func(context.Context, benchOptions) error
-	}{"node", benchNode})
-}
-
 const nodeRuns = 15
 
 func benchNode(ctx context.Context, _ benchOptions) error {

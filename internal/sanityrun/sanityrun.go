@@ -5,17 +5,13 @@
 package sanityrun
 
 import (
-	"context"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/kubernetes-csi/csi-test/v5/pkg/sanity"
 
-	"github.com/srvlab/rds-csi/pkg/driver"
-	"github.com/srvlab/rds-csi/pkg/nvme"
-	"github.com/srvlab/rds-csi/pkg/rds"
+	"github.com/srvlab/rds-csi/internal/allinone"
 	"github.com/srvlab/rds-csi/pkg/rdssim"
 )
 
@@ -28,37 +24,8 @@ func Run(t *testing.T, access string) {
 		t.Fatal("csi-sanity runs the node service with real loop devices and mounts: run as root (CI does)")
 	}
 	ts := rdssim.StartForTest(t, func(c *rdssim.Config) { c.PoolSize = 1 << 40 })
-	client, err := rds.NewClient(rds.Config{Address: ts.Addr(), User: ts.User, Signer: ts.Signer, HostKey: ts.HostKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.Start()
-	t.Cleanup(func() { _ = client.Close() })
-
-	loop, err := nvme.NewLoop(nvme.LoopConfig{Root: ts.DataDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := driver.New(driver.Options{
-		NodeID: "sanity-node", Controller: true, Node: true,
-		DefaultParams: driver.Defaults{NVMeAddress: "127.0.0.1"},
-	}, rds.NewStorage(client), nil, &driver.NodeConfig{Initiator: loop})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "csi.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- d.ServeListener(ctx, lis) }()
-	t.Cleanup(func() {
-		cancel()
-		<-served
-	})
+	srv := allinone.Serve(t, ts, "sanity-node", nil)
+	sock, dir := srv.Socket, srv.Dir
 
 	cfg := sanity.NewTestConfig()
 	cfg.Address = sock

@@ -6,7 +6,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"net"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -19,8 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
-	"github.com/srvlab/rds-csi/pkg/driver"
-	"github.com/srvlab/rds-csi/pkg/nvme"
+	"github.com/srvlab/rds-csi/internal/allinone"
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/rdssim"
 )
@@ -45,43 +43,18 @@ func start(t *testing.T, before func(*rdssim.TestServer)) *env {
 		t.Fatal("end-to-end tests use real loop devices and mounts: run as root (CI does)")
 	}
 	ts := rdssim.StartForTest(t, func(c *rdssim.Config) { c.PoolSize = 1 << 40 })
-	cfg := rds.Config{Address: ts.Addr(), User: ts.User, Signer: ts.Signer, HostKey: ts.HostKey,
-		BackoffInitial: 10 * time.Millisecond, BackoffMax: 100 * time.Millisecond, BreakerCooldown: 100 * time.Millisecond}
 	if before != nil {
 		before(ts)
 	}
-	client, err := rds.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.Start()
-	t.Cleanup(func() { _ = client.Close() })
-	loop, err := nvme.NewLoop(nvme.LoopConfig{Root: ts.DataDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, err := driver.New(driver.Options{NodeID: nodeID, Controller: true, Node: true,
-		DefaultParams: driver.Defaults{NVMeAddress: "127.0.0.1"}}, rds.NewStorage(client), nil, &driver.NodeConfig{Initiator: loop})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	lis, err := net.Listen("unix", filepath.Join(dir, "csi.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { _ = d.ServeListener(ctx, lis); close(served) }()
-	conn, err := grpc.NewClient("unix://"+filepath.Join(dir, "csi.sock"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		cancel()
-		<-served
+	srv := allinone.Serve(t, ts, nodeID, func(c *rds.Config) {
+		c.BackoffInitial, c.BackoffMax, c.BreakerCooldown = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
 	})
+	dir := srv.Dir
+	conn, err := grpc.NewClient("unix://"+srv.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
 	return &env{ts: ts, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), id: csi.NewIdentityClient(conn), dir: dir}
 }
 
