@@ -41,6 +41,14 @@ fuzz:
 bench: build k8s-bins
 	$(GO) run ./cmd/rds-bench
 
+## soak: chaos soak (random CSI calls through the rds-csi binary while faults are injected; root),
+## SOAK_DURATION long (10m); extra flags in SOAK_ARGS, e.g. SOAK_ARGS=--seed=N to replay a run.
+SOAK_DURATION ?= 10m
+.PHONY: soak
+soak:
+	$(GO) build -o $(BIN)/rds-csi ./cmd/rds-csi
+	$(GO) run ./cmd/rds-soak --driver $(BIN)/rds-csi --duration=$(SOAK_DURATION) $(SOAK_ARGS)
+
 ## k8s-bins: kube-apiserver and etcd built from Go modules, cached outside the repo.
 k8s-bins:
 	hack/k8s-bins.sh
