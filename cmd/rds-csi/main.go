@@ -60,7 +60,7 @@ func run(ctx context.Context, o *options) error {
 		// serving Probe (not ready) and reconnecting by itself.
 		client.Start()
 		defer client.Close()
-		backend = rds.NewStorage(client)
+		backend = rds.NewStorage(client, rds.WithCopyTimeout(o.rdsCopyTimeout))
 	}
 	attacher, stopAttacher, err := newAttacher(ctx, o, reg, client, backend)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
+	"github.com/srvlab/rds-csi/pkg/rds"
 )
 
 // options are the command-line flags; every one is documented in README.md.
@@ -27,6 +28,7 @@ type options struct {
 	rdsInsecure       bool
 	rdsMaxSessions    int
 	rdsCommandTimeout time.Duration
+	rdsCopyTimeout    time.Duration
 	rdsKeepalive      time.Duration
 
 	kubeconfig        string
@@ -68,6 +70,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.BoolVar(&o.rdsInsecure, "rds-insecure-skip-host-key-verification", false, "DANGEROUS: do not verify the RDS host key (logs a warning on every connect)")
 	fs.IntVar(&o.rdsMaxSessions, "rds-max-sessions", 8, "most concurrent SSH exec sessions to the RDS")
 	fs.DurationVar(&o.rdsCommandTimeout, "rds-command-timeout", 30*time.Second, "deadline for one RDS command")
+	fs.DurationVar(&o.rdsCopyTimeout, "rds-copy-timeout", rds.DefaultCopyTimeout, "deadline for one copy on the RDS (snapshot, clone, restore); a copy goes on after the CSI call that started it times out, and its retry waits for it")
 	fs.DurationVar(&o.rdsKeepalive, "rds-keepalive-interval", 15*time.Second, "how often the RDS connection is checked")
 
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig for the attachment manager; empty means in-cluster config when running in a cluster, else in-memory attachments (testing only)")

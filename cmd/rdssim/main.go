@@ -30,6 +30,8 @@ type options struct {
 	crlf, failExit                                              bool
 	failStream                                                  string
 	latency                                                     time.Duration
+	copyPerGiB                                                  time.Duration
+	copyFinishDetached                                          bool
 	// faults set at start (drop and restart are events: control interface only)
 	hang                       string
 	refuse, outOfSpace, silent bool
@@ -53,6 +55,8 @@ func main() {
 	flag.BoolVar(&o.failExit, "failure-exit-status", false, "failed commands exit with status 1")
 	flag.StringVar(&o.failStream, "failure-stream", "stdout", "stream for failure text: stdout or stderr")
 	flag.DurationVar(&o.latency, "latency", 0, "fault: delay before every command")
+	flag.DurationVar(&o.copyPerGiB, "copy-time-per-gib", 0, "copy-from (snapshots, clones) takes this long per GiB of source (0: instant)")
+	flag.BoolVar(&o.copyFinishDetached, "copy-finish-detached", false, "a copy whose SSH session ends goes on and adds its disk (default: it stops, leaving a half-written file)")
 	flag.StringVar(&o.hang, "hang", "", "fault: commands matching this regular expression never answer")
 	flag.BoolVar(&o.refuse, "refuse", false, "fault: refuse new connections")
 	flag.BoolVar(&o.silent, "silent", false, "fault: black hole: accept TCP, never answer")
@@ -97,6 +101,7 @@ func run(o options, grace time.Duration) error {
 		Listen: o.listen, DataDir: o.dataDir, HostKey: signer, AuthorizedKeys: keys, User: o.user,
 		PoolSize: pool, WrapWidth: o.wrapWidth, CRLF: o.crlf, FailureExitStatus: o.failExit,
 		FailureStream: o.failStream, Latency: o.latency,
+		CopyTimePerGiB: o.copyPerGiB, CopyFinishDetached: o.copyFinishDetached,
 	})
 	if err != nil {
 		return err

@@ -42,6 +42,8 @@ func codeOf(k routeros.Kind) codes.Code {
 		return codes.Unavailable
 	case routeros.KindDeadlineExceeded:
 		return codes.DeadlineExceeded
+	case routeros.KindBusy:
+		return codes.Aborted
 	default:
 		return codes.Internal
 	}

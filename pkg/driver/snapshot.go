@@ -17,6 +17,9 @@ import (
 
 // A snapshot is an unexported copy of the source volume's file, made synchronously by the RDS, so
 // it is ready as soon as CreateSnapshot returns. Its slot records its source and creation time.
+// A copy can outlast the call (large volumes take minutes): a retry must find the copy already
+// made or still running under the slot chosen first, never start a second one under a new
+// creation time.
 
 func snapshotFromDisk(disk *rds.Disk) (*csi.Snapshot, bool) {
 	info, ok := parseSnapshotID(disk.Slot)
@@ -66,7 +69,7 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err != nil {
 		return nil, toStatus(err, "looking up source "+describe(source))
 	}
-	id, err := snapshotID(prefix, time.Now(), source)
+	id, err := d.snapshotSlot(ctx, req.GetName(), prefix, source)
 	if err != nil {
 		return nil, err
 	}
@@ -78,6 +81,29 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	snap, _ := snapshotFromDisk(disk)
 	klog.InfoS("Snapshot created", "snapshot", id, "name", req.GetName(), "source", source, "bytes", disk.Size)
 	return &csi.CreateSnapshotResponse{Snapshot: snap}, nil
+}
+
+// snapshotSlot returns the slot of a new snapshot: the slot of its unfinished copy when an earlier
+// attempt started one, otherwise a new one stamped now.
+func (d *Driver) snapshotSlot(ctx context.Context, name, prefix, source string) (string, error) {
+	pending, err := d.backend.PendingCopies(ctx, prefix)
+	if err != nil {
+		return "", toStatus(err, "looking for an unfinished copy of snapshot "+name)
+	}
+	switch len(pending) {
+	case 0:
+		return snapshotID(prefix, time.Now(), source)
+	case 1:
+		info, ok := parseSnapshotID(pending[0])
+		if !ok {
+			break
+		}
+		if info.Source != source {
+			return "", status.Errorf(codes.AlreadyExists, "snapshot %q is being made from source volume %s, not %s", name, info.Source, source)
+		}
+		return pending[0], nil
+	}
+	return "", status.Errorf(codes.FailedPrecondition, "snapshot %q has several unfinished copies on the RDS (%v): remove all but one", name, pending)
 }
 
 // DeleteSnapshot implements csi.ControllerServer; an absent snapshot is a success. An ID that is

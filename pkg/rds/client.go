@@ -186,7 +186,11 @@ func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) 
 		return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "RDS unreachable, failing fast (circuit breaker open)", Err: c.lastError()}
 	}
 	defer c.breaker.done()
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.CommandTimeout)
+	timeout := c.cfg.CommandTimeout
+	if t := cmd.Timeout(); t > 0 {
+		timeout = t // a long copy has its own deadline
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	select {
 	case c.sessions <- struct{}{}:
@@ -228,6 +232,10 @@ func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) 
 		_ = sess.Close()
 		c.breaker.success()
 		c.metrics.setBreakerOpen(false)
+		// Only a command that ended with an exit status was fully received: SSH delivers the
+		// channel's data before the exit-status request. A channel closed without one
+		// (*ssh.ExitMissingError) or a broken connection means the output may be cut short,
+		// and the RDS may or may not have run the command: never read it as an answer.
 		status := 0
 		var exitErr *ssh.ExitError
 		switch {
@@ -236,11 +244,12 @@ func (c *Client) run(ctx context.Context, cmd routeros.Command) (string, error) 
 			status = exitErr.ExitStatus()
 		default:
 			var missing *ssh.ExitMissingError
-			if !errors.As(err, &missing) {
-				// The channel broke mid-command: the RDS may or may not have run it.
-				c.connFailed(err)
-				return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "connection lost during command", Err: err}
+			if errors.As(err, &missing) {
+				c.checkSoon()
+				return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "RDS closed the session without an exit status; the command may or may not have run", Err: err}
 			}
+			c.connFailed(err)
+			return "", &routeros.Error{Kind: routeros.KindUnavailable, Command: line, Message: "connection lost during command; it may or may not have run", Err: err}
 		}
 		if err := routeros.CheckOutput(line, stdout.String(), stderr.String(), status); err != nil {
 			return stdout.String(), err

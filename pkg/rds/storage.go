@@ -2,10 +2,16 @@ package rds
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/routeros"
 )
@@ -33,8 +39,15 @@ type Backend interface {
 	// returns the existing disk together with a KindAlreadyExists error.
 	CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk, error)
 	// CopyDisk creates a disk whose file is a copy of source's file (snapshots, clones,
-	// restores); an existing slot is reported as in CreateDisk.
+	// restores); an existing slot is reported as in CreateDisk. The slot must belong to one
+	// request alone: a file at spec.FilePath without a disk entry is taken for an unfinished
+	// copy of this same request and replaced. The copy has its own deadline and goes on when ctx
+	// ends (the call then fails with KindDeadlineExceeded); a call for the same slot while it
+	// runs waits for it instead of starting another.
 	CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error)
+	// PendingCopies returns the slots starting with prefix of copies that are not finished:
+	// running in this process, or files without a disk entry (left by a copy that was cut).
+	PendingCopies(ctx context.Context, prefix string) ([]string, error)
 	// GetDisk returns one disk, or a KindNotFound error.
 	GetDisk(ctx context.Context, slot string) (*Disk, error)
 	// ListDisks returns the file-backed disks whose slot starts with prefix, in RDS order.
@@ -56,13 +69,48 @@ type Runner interface {
 	Probe(ctx context.Context) error
 }
 
+// DefaultCopyTimeout bounds one copy (snapshot, clone, restore) when no other deadline is given.
+const DefaultCopyTimeout = 30 * time.Minute
+
 // Storage implements Backend with RouterOS commands.
-type Storage struct{ r Runner }
+type Storage struct {
+	r           Runner
+	copyTimeout time.Duration
+
+	mu     sync.Mutex
+	copies map[string]*copyOp // by slot: copies running in this process
+}
+
+// copyOp is one copy running detached from the call that started it.
+type copyOp struct {
+	started time.Time
+	done    chan struct{} // closed when disk and err are set
+	disk    *Disk
+	err     error
+}
 
 var _ Backend = (*Storage)(nil)
 
+// StorageOption configures a Storage.
+type StorageOption func(*Storage)
+
+// WithCopyTimeout sets the deadline of one copy; d <= 0 keeps DefaultCopyTimeout.
+func WithCopyTimeout(d time.Duration) StorageOption {
+	return func(s *Storage) {
+		if d > 0 {
+			s.copyTimeout = d
+		}
+	}
+}
+
 // NewStorage returns the storage API over a command runner.
-func NewStorage(r Runner) *Storage { return &Storage{r: r} }
+func NewStorage(r Runner, opts ...StorageOption) *Storage {
+	s := &Storage{r: r, copyTimeout: DefaultCopyTimeout, copies: map[string]*copyOp{}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 // Probe implements Backend.
 func (s *Storage) Probe(ctx context.Context) error { return s.r.Probe(ctx) }
@@ -80,10 +128,136 @@ func (s *Storage) CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk
 	return s.add(ctx, spec, cmd, err)
 }
 
-// CopyDisk implements Backend.
+// CopyDisk implements Backend. A copy of a large disk takes minutes on a real RDS, longer than a
+// CSI call may wait: the copy runs detached, under its own deadline, and a retried call joins it
+// rather than start a second copy of the same data.
 func (s *Storage) CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error) {
 	cmd, err := routeros.DiskCopy(source, spec)
-	return s.add(ctx, spec, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	op, running := s.copies[spec.Slot]
+	if !running {
+		op = &copyOp{started: time.Now(), done: make(chan struct{})}
+		s.copies[spec.Slot] = op
+	}
+	s.mu.Unlock()
+	if !running {
+		go s.runCopy(op, spec, cmd)
+	}
+	select {
+	case <-op.done:
+		return op.disk, op.err
+	case <-ctx.Done():
+		kind := routeros.KindUnavailable
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			kind = routeros.KindDeadlineExceeded
+		}
+		return nil, &routeros.Error{Kind: kind, Err: ctx.Err(), Message: fmt.Sprintf(
+			"copy of %s into %s still running after %s; a retry waits for it", source, spec.Slot, time.Since(op.started).Round(time.Millisecond))}
+	}
+}
+
+// runCopy makes one copy and publishes its result in op.
+func (s *Storage) runCopy(op *copyOp, spec routeros.DiskSpec, cmd routeros.Command) {
+	defer func() {
+		s.mu.Lock()
+		delete(s.copies, spec.Slot)
+		s.mu.Unlock()
+		close(op.done)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.copyTimeout)
+	defer cancel()
+	if d, err := s.GetDisk(ctx, spec.Slot); err == nil {
+		op.disk, op.err = d, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: fmt.Sprintf("disk %s already exists", spec.Slot)}
+		return
+	} else if !routeros.IsNotFound(err) {
+		op.err = err
+		return
+	}
+	// No disk entry, so a file at the target is an unfinished copy of this same request (the
+	// slot, and so the file name, is the request's alone): it would make the copy fail.
+	if err := s.removeUnfinished(ctx, spec.FilePath); err != nil {
+		op.err = err
+		return
+	}
+	_, err := s.r.Run(ctx, cmd.WithTimeout(s.copyTimeout))
+	if err == nil {
+		op.disk, op.err = s.GetDisk(ctx, spec.Slot)
+		return
+	}
+	// The answer is lost or the copy failed: look at what the RDS holds, on a fresh deadline
+	// (the copy's may be spent).
+	cctx, ccancel := context.WithTimeout(context.Background(), s.copyTimeout)
+	defer ccancel()
+	if d, gerr := s.GetDisk(cctx, spec.Slot); gerr == nil {
+		op.disk = d // the copy completed; only its answer was lost
+		if routeros.IsAlreadyExists(err) {
+			op.err = &routeros.Error{Kind: routeros.KindAlreadyExists, Message: fmt.Sprintf("disk %s already exists", spec.Slot)}
+		}
+		return
+	}
+	if rerr := s.removeUnfinished(cctx, spec.FilePath); rerr != nil {
+		klog.InfoS("Unfinished copy left on the RDS; the next attempt removes it", "slot", spec.Slot, "file", spec.FilePath, "err", rerr)
+	}
+	op.err = err
+}
+
+// removeUnfinished removes the file at p, which no disk entry uses, and checks it is gone. A file
+// that is still being written is refused by the RDS ("in use": KindBusy).
+func (s *Storage) removeUnfinished(ctx context.Context, p string) error {
+	exists, err := s.fileExists(ctx, p)
+	if err != nil || !exists {
+		return err
+	}
+	klog.InfoS("Removing an unfinished copy", "file", p)
+	cmd, err := routeros.FileRemove(p)
+	if _, err := s.run(ctx, cmd, err); err != nil && !routeros.IsNotFound(err) {
+		return err
+	}
+	if exists, err = s.fileExists(ctx, p); err != nil {
+		return err
+	}
+	if exists {
+		return routeros.Errorf(routeros.KindBusy, "unfinished copy %s is still there after removal", p)
+	}
+	return nil
+}
+
+// PendingCopies implements Backend.
+func (s *Storage) PendingCopies(ctx context.Context, prefix string) ([]string, error) {
+	seen := map[string]bool{}
+	var slots []string
+	s.mu.Lock()
+	for slot := range s.copies {
+		if strings.HasPrefix(slot, prefix) {
+			seen[slot] = true
+			slots = append(slots, slot)
+		}
+	}
+	s.mu.Unlock()
+	cmd, err := routeros.FileFindByPrefix(prefix)
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range routeros.ParsePrintDetail(out) {
+		base := path.Base(it.Fields["name"])
+		slot, ok := strings.CutSuffix(base, ".img")
+		if !ok || !strings.HasPrefix(slot, prefix) || seen[slot] {
+			continue
+		}
+		if _, err := s.GetDisk(ctx, slot); err == nil {
+			continue // a finished disk
+		} else if !routeros.IsNotFound(err) {
+			return nil, err
+		}
+		seen[slot] = true
+		slots = append(slots, slot)
+	}
+	sort.Strings(slots)
+	return slots, nil
 }
 
 func (s *Storage) add(ctx context.Context, spec routeros.DiskSpec, cmd routeros.Command, err error) (*Disk, error) {

@@ -22,6 +22,24 @@ type execEnv struct {
 	outOfSpace bool
 	started    time.Time    // for uptime
 	emit       func(string) // streaming output (monitor-traffic without once)
+	copy       copyModel
+	done       <-chan struct{} // closed when the server closes
+}
+
+// copyModel is how long `/disk add copy-from=` takes and what happens to a copy whose session
+// ends first. A real RDS copies a large file for minutes; whether it goes on after the SSH session
+// that started it is gone is not known, so both behaviours exist.
+type copyModel struct {
+	perGiB         time.Duration // copy time per GiB of the source's logical size; 0: instant
+	finishDetached bool          // a copy whose session ends goes on and adds its disk at the end
+}
+
+// duration is the simulated time to copy size bytes (at least 1ms when the model is on).
+func (m copyModel) duration(size int64) time.Duration {
+	if m.perGiB <= 0 {
+		return 0
+	}
+	return max(time.Millisecond, time.Duration(float64(m.perGiB)*float64(size)/float64(1<<30)))
 }
 
 // exec runs a parsed command and returns its output.
@@ -30,7 +48,7 @@ func (st *store) exec(ctx context.Context, c *command, env execEnv) (string, err
 	case cmdNone:
 		return "", nil
 	case cmdDiskAdd:
-		return "", st.add(c.args, env.outOfSpace)
+		return "", st.add(ctx, c.args, env)
 	case cmdDiskSet:
 		return "", st.set(c.target, c.args, env.outOfSpace)
 	case cmdDiskRemove:
@@ -98,9 +116,10 @@ func applyExport(d *Disk, a map[string]arg) error {
 	return nil
 }
 
-func (st *store) add(a map[string]arg, outOfSpace bool) error {
+func (st *store) add(ctx context.Context, a map[string]arg, env execEnv) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	outOfSpace := env.outOfSpace
 	d := &Disk{Slot: a["slot"].val, FilePath: a["file-path"].val, NVMePort: defaultPort}
 	if a["type"].val != "file" || d.Slot == "" || !validFilePath(d.FilePath) {
 		return errInvalidParam
@@ -152,17 +171,120 @@ func (st *store) add(a map[string]arg, outOfSpace bool) error {
 	if err := st.checkSpaceLocked(size, outOfSpace); err != nil {
 		return err
 	}
+	if src != nil && env.copy.perGiB > 0 {
+		return st.slowCopyLocked(ctx, d, size, src, env)
+	}
 	if err := createImage(hp, size, src, st.hostPath); err != nil {
 		return failure(err.Error())
 	}
 	d.FileSize = size
+	return st.appendDiskLocked(d)
+}
+
+// appendDiskLocked adds a disk entry and saves the state; on failure neither the entry nor its
+// file stays.
+func (st *store) appendDiskLocked(d *Disk) error {
 	st.disks = append(st.disks, d)
 	if err := st.saveLocked(); err != nil {
 		st.disks = st.disks[:len(st.disks)-1]
-		_ = os.Remove(hp)
+		_ = os.Remove(st.hostPath(d.FilePath))
 		return failure(err.Error())
 	}
 	return nil
+}
+
+// slowCopyLocked copies src into d's file taking the modelled time. The file exists (and takes
+// pool space) from the start, as a real copy's target does; the disk entry appears only when the
+// copy is complete. If the session ends first, the copy stops and leaves a half-written file
+// without a disk entry, unless the model says copies finish on their own. st.mu is held on entry
+// and on return; it is released while the copy runs, so the RDS keeps answering.
+func (st *store) slowCopyLocked(ctx context.Context, d *Disk, size int64, src *Disk, env execEnv) error {
+	hp := st.hostPath(d.FilePath)
+	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
+		return failure(err.Error())
+	}
+	f, err := os.OpenFile(hp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return failure(err.Error())
+	}
+	st.copying[d.FilePath] = true
+	srcPath := st.hostPath(src.FilePath)
+	st.mu.Unlock()
+	done := make(chan error, 1)
+	go func() {
+		done <- st.runCopy(f, srcPath, size, env, ctx)
+	}()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		if !env.copy.finishDetached {
+			err = <-done // runCopy sees ctx too and stops half-way
+			break
+		}
+		go func() { // the session is gone; the copy goes on and registers its disk itself
+			if err := <-done; err == nil {
+				st.mu.Lock()
+				defer st.mu.Unlock()
+				delete(st.copying, d.FilePath)
+				d.FileSize = size
+				_ = st.appendDiskLocked(d)
+				return
+			}
+			st.mu.Lock()
+			delete(st.copying, d.FilePath)
+			st.mu.Unlock()
+		}()
+		st.mu.Lock()
+		return failure("session closed during copy")
+	}
+	st.mu.Lock()
+	delete(st.copying, d.FilePath)
+	if err != nil {
+		return failure(err.Error()) // the half-written file stays, as after a crash
+	}
+	d.FileSize = size
+	return st.appendDiskLocked(d)
+}
+
+// runCopy writes half of the source, waits the modelled time, then writes the rest, so that a
+// copy cut short leaves a file that is neither empty nor complete. With detached copies it stops
+// only when the server closes.
+func (st *store) runCopy(f *os.File, srcPath string, size int64, env execEnv, ctx context.Context) (err error) {
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	sf, err := os.Open(srcPath)
+	if err != nil {
+		return err
+	}
+	defer sf.Close()
+	fi, err := sf.Stat()
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(fi.Size() / 2); err != nil {
+		return err
+	}
+	stop := ctx.Done()
+	if env.copy.finishDetached {
+		stop = env.done
+	}
+	t := time.NewTimer(env.copy.duration(size))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-stop:
+		return errors.New("copy interrupted")
+	}
+	if err := f.Truncate(0); err != nil {
+		return err
+	}
+	if err := copySparse(f, sf); err != nil {
+		return err
+	}
+	return f.Truncate(size)
 }
 
 // createImage creates the sparse image hp of size bytes, with the content of
@@ -331,7 +453,7 @@ func (st *store) removeFiles(sel *selector) error {
 		return errNoSuchItem
 	}
 	for _, e := range targets {
-		if st.diskByFileLocked("/"+e.name) != nil {
+		if st.diskByFileLocked("/"+e.name) != nil || st.copying["/"+e.name] {
 			return failure("file is in use")
 		}
 	}

@@ -14,6 +14,8 @@ import (
 //	POST /faults/latency      {"latency":"50ms"}
 //	POST /faults/hang         {"match":"REGEX"}        ("" clears)
 //	POST /faults/drop
+//	POST /faults/cut          {"in":1,"mode":"before-run|after-run|mid-output"}
+//	POST /config/copy         {"perGiB":"20s","finishDetached":false}
 //	POST /faults/refuse       {"refuse":true}
 //	POST /faults/silent       {"silent":true}
 //	POST /faults/fail         {"count":N,"error":"failure: ..."}
@@ -49,6 +51,32 @@ func (s *Server) ControlHandler() http.Handler {
 	}))
 	mux.HandleFunc("POST /faults/drop", s.jsonPost(func() (any, func() error) {
 		return nil, func() error { s.DropConnections(); return nil }
+	}))
+	mux.HandleFunc("POST /faults/cut", s.jsonPost(func() (any, func() error) {
+		var b struct {
+			In   int    `json:"in"`
+			Mode string `json:"mode"`
+		}
+		return &b, func() error {
+			m, err := ParseCutMode(b.Mode)
+			if err == nil {
+				s.CutCommand(b.In, m)
+			}
+			return err
+		}
+	}))
+	mux.HandleFunc("POST /config/copy", s.jsonPost(func() (any, func() error) {
+		var b struct {
+			PerGiB         string `json:"perGiB"`
+			FinishDetached bool   `json:"finishDetached"`
+		}
+		return &b, func() error {
+			d, err := parseDuration(b.PerGiB)
+			if err == nil {
+				s.SetCopyModel(d, b.FinishDetached)
+			}
+			return err
+		}
 	}))
 	mux.HandleFunc("POST /faults/refuse", s.jsonPost(func() (any, func() error) {
 		var b struct {

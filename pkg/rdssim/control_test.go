@@ -44,6 +44,21 @@ func TestControlHandler(t *testing.T) {
 				}
 			})
 		}},
+		{"cut", "POST", "/faults/cut", `{"in":2,"mode":"mid-output"}`, 200, func(t *testing.T, _ string) {
+			locked(func() {
+				if ts.f.cutIn != 2 || ts.f.cutMode != CutMidOutput {
+					t.Fatalf("cut %d %v", ts.f.cutIn, ts.f.cutMode)
+				}
+			})
+		}},
+		{"bad cut mode", "POST", "/faults/cut", `{"in":1,"mode":"sideways"}`, 400, nil},
+		{"copy model", "POST", "/config/copy", `{"perGiB":"20s","finishDetached":true}`, 200, func(t *testing.T, _ string) {
+			locked(func() {
+				if ts.sw.copy.perGiB != 20*time.Second || !ts.sw.copy.finishDetached {
+					t.Fatalf("copy model %+v", ts.sw.copy)
+				}
+			})
+		}},
 		{"bad hang regex", "POST", "/faults/hang", `{"match":"("}`, 400, nil},
 		{"refuse", "POST", "/faults/refuse", `{"refuse":true}`, 200, nil},
 		{"fail", "POST", "/faults/fail", `{"count":3,"error":"failure: x"}`, 200, func(t *testing.T, _ string) {
@@ -71,14 +86,14 @@ func TestControlHandler(t *testing.T) {
 		{"config", "POST", "/config", `{"wrapWidth":40,"crlf":true,"failureExitStatus":true,"failureStream":"stderr"}`, 200,
 			func(t *testing.T, _ string) {
 				locked(func() {
-					if ts.sw != (switches{wrapWidth: 40, crlf: true, failExit: true, failStream: "stderr"}) {
+					if ts.sw != (switches{wrapWidth: 40, crlf: true, failExit: true, failStream: "stderr", copy: ts.sw.copy}) {
 						t.Fatalf("switches %+v", ts.sw)
 					}
 				})
 			}},
 		{"partial config", "POST", "/config", `{"crlf":false}`, 200, func(t *testing.T, _ string) {
 			locked(func() {
-				if ts.sw != (switches{wrapWidth: 40, failExit: true, failStream: "stderr"}) {
+				if ts.sw != (switches{wrapWidth: 40, failExit: true, failStream: "stderr", copy: ts.sw.copy}) {
 					t.Fatalf("switches %+v", ts.sw)
 				}
 			})

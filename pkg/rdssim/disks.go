@@ -47,13 +47,14 @@ type store struct {
 	dir      string
 	poolSize int64
 	disks    []*Disk
+	copying  map[string]bool // file paths being written by a copy
 }
 
 func openStore(dir string, poolSize int64) (*store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o755); err != nil {
 		return nil, err
 	}
-	st := &store{dir: dir, poolSize: poolSize}
+	st := &store{dir: dir, poolSize: poolSize, copying: map[string]bool{}}
 	if err := st.load(); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,58 @@ func (s *Server) DropConnections() {
 	closeAll(conns)
 }
 
+// CutMode says where a cut command loses its answer.
+type CutMode int
+
+// The ways a command can be cut (CutCommand).
+const (
+	// CutBeforeRun drops the connection when the command arrives: it never runs.
+	CutBeforeRun CutMode = iota
+	// CutAfterRun runs the command, then drops the connection before any answer.
+	CutAfterRun
+	// CutMidOutput runs the command, sends half its output, then closes the session without an
+	// exit status; the connection stays up.
+	CutMidOutput
+)
+
+func (m CutMode) String() string {
+	switch m {
+	case CutBeforeRun:
+		return "before-run"
+	case CutAfterRun:
+		return "after-run"
+	case CutMidOutput:
+		return "mid-output"
+	}
+	return fmt.Sprintf("CutMode(%d)", int(m))
+}
+
+// ParseCutMode reads a CutMode from its String form.
+func ParseCutMode(s string) (CutMode, error) {
+	for _, m := range []CutMode{CutBeforeRun, CutAfterRun, CutMidOutput} {
+		if m.String() == s {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("rdssim: cut mode must be before-run, after-run or mid-output, not %q", s)
+}
+
+// CutCommand makes the n-th command from now (1: the next one) lose its answer as mode says;
+// n <= 0 clears. Commands are counted as they arrive, whatever their session.
+func (s *Server) CutCommand(n int, mode CutMode) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.f.cutIn, s.f.cutMode = max(n, 0), mode
+}
+
+// SetCopyModel sets how long `/disk add copy-from=` takes per GiB of source (0: instant) and
+// whether a copy whose session ends goes on by itself (true) or stops half-written (false).
+func (s *Server) SetCopyModel(perGiB time.Duration, finishDetached bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sw.copy = copyModel{perGiB: max(perGiB, 0), finishDetached: finishDetached}
+}
+
 // SetRefuse makes new TCP connections close at once (existing ones stay).
 func (s *Server) SetRefuse(refuse bool) {
 	s.mu.Lock()

@@ -28,17 +28,19 @@ var ErrServerClosed = errors.New("rdssim: server closed")
 
 // Config configures a Server. Only DataDir is required.
 type Config struct {
-	Listen            string          // TCP address; default "127.0.0.1:0"
-	DataDir           string          // backing files and state
-	HostKey           ssh.Signer      // generated (ed25519) when nil
-	AuthorizedKeys    []ssh.PublicKey // keys allowed to log in
-	User              string          // if set, the only user name accepted
-	PoolSize          int64           // bytes; DefaultPoolSize when 0
-	WrapWidth         int             // columns of print output; 0 = no wrapping
-	CRLF              bool            // end output lines in CRLF
-	FailureExitStatus bool            // failed commands exit 1 (default 0)
-	FailureStream     string          // "stdout" (default) or "stderr"
-	Latency           time.Duration   // delay before every command
+	Listen             string          // TCP address; default "127.0.0.1:0"
+	DataDir            string          // backing files and state
+	HostKey            ssh.Signer      // generated (ed25519) when nil
+	AuthorizedKeys     []ssh.PublicKey // keys allowed to log in
+	User               string          // if set, the only user name accepted
+	PoolSize           int64           // bytes; DefaultPoolSize when 0
+	WrapWidth          int             // columns of print output; 0 = no wrapping
+	CRLF               bool            // end output lines in CRLF
+	FailureExitStatus  bool            // failed commands exit 1 (default 0)
+	FailureStream      string          // "stdout" (default) or "stderr"
+	Latency            time.Duration   // delay before every command
+	CopyTimePerGiB     time.Duration   // copy-from takes this long per GiB of source; 0: instant
+	CopyFinishDetached bool            // a copy whose session ends goes on (default: it stops half-written)
 }
 
 // Server is the simulator. All methods are safe for concurrent use.
@@ -72,6 +74,7 @@ type switches struct {
 	crlf       bool
 	failExit   bool
 	failStream string
+	copy       copyModel
 }
 
 type faults struct {
@@ -84,6 +87,10 @@ type faults struct {
 	rejectAuth bool
 	// silent is non-nil while the RDS is silent (a black hole): closed when the silence ends.
 	silent chan struct{}
+	// cutIn counts down the commands to the one that loses its connection (0: none); cutMode
+	// says how.
+	cutIn   int
+	cutMode CutMode
 }
 
 // Stats counts connections and commands since New.
@@ -134,7 +141,8 @@ func New(cfg Config) (*Server, error) {
 		conns:      map[net.Conn]struct{}{},
 		authorized: map[string]bool{},
 		sw: switches{wrapWidth: max(cfg.WrapWidth, 0), crlf: cfg.CRLF,
-			failExit: cfg.FailureExitStatus, failStream: cfg.FailureStream},
+			failExit: cfg.FailureExitStatus, failStream: cfg.FailureStream,
+			copy: copyModel{perGiB: max(cfg.CopyTimePerGiB, 0), finishDetached: cfg.CopyFinishDetached}},
 		f: faults{latency: cfg.Latency},
 	}
 	for _, k := range cfg.AuthorizedKeys {
@@ -331,13 +339,13 @@ func (s *Server) handleConn(nc net.Conn) {
 			continue
 		}
 		s.wg.Add(1)
-		go s.handleSession(ctx, ch, creqs)
+		go s.handleSession(ctx, nc, ch, creqs)
 	}
 }
 
 // handleSession serves one session: exactly one exec request; no PTY, shell
 // or subsystem. Its context ends when the session or connection closes.
-func (s *Server) handleSession(connCtx context.Context, ch ssh.Channel, reqs <-chan *ssh.Request) {
+func (s *Server) handleSession(connCtx context.Context, nc net.Conn, ch ssh.Channel, reqs <-chan *ssh.Request) {
 	defer s.wg.Done()
 	ctx, cancel := context.WithCancel(connCtx)
 	defer cancel()
@@ -355,7 +363,7 @@ func (s *Server) handleSession(connCtx context.Context, ch ssh.Channel, reqs <-c
 			s.wg.Add(1)
 			go func() {
 				defer s.wg.Done()
-				s.runExec(ctx, ch, p.Command)
+				s.runExec(ctx, nc, ch, p.Command)
 			}()
 		case "env":
 			_ = req.Reply(true, nil) // accepted and ignored
@@ -365,9 +373,21 @@ func (s *Server) handleSession(connCtx context.Context, ch ssh.Channel, reqs <-c
 	}
 }
 
-// preExec records the command, consumes a fail-next slot and snapshots the
-// faults and switches that apply to it.
-func (s *Server) preExec(line string) (lat time.Duration, hang bool, failText string, sw switches, oos bool, started time.Time) {
+// plan is what the faults and switches make of one command, fixed when it arrives.
+type plan struct {
+	latency  time.Duration
+	hang     bool
+	failText string
+	cut      CutMode
+	cutting  bool
+	sw       switches
+	oos      bool
+	started  time.Time
+}
+
+// preExec records the command, consumes a fail-next or cut slot and snapshots the faults and
+// switches that apply to it.
+func (s *Server) preExec(line string) plan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Commands++
@@ -375,19 +395,31 @@ func (s *Server) preExec(line string) (lat time.Duration, hang bool, failText st
 	if len(s.cmdLog) > maxCmdLog {
 		s.cmdLog = append([]string(nil), s.cmdLog[len(s.cmdLog)-maxCmdLog/2:]...)
 	}
-	hang = s.f.silent != nil || s.f.hang != nil && s.f.hang.MatchString(line)
-	if !hang && s.f.failCount > 0 {
-		s.f.failCount--
-		failText = s.f.failText
+	p := plan{latency: s.f.latency, sw: s.sw, oos: s.f.outOfSpace, started: s.started}
+	p.hang = s.f.silent != nil || s.f.hang != nil && s.f.hang.MatchString(line)
+	if s.f.cutIn > 0 {
+		s.f.cutIn--
+		if s.f.cutIn == 0 {
+			p.cutting, p.cut = true, s.f.cutMode
+		}
 	}
-	return s.f.latency, hang, failText, s.sw, s.f.outOfSpace, s.started
+	if !p.hang && !p.cutting && s.f.failCount > 0 {
+		s.f.failCount--
+		p.failText = s.f.failText
+	}
+	return p
 }
 
-func (s *Server) runExec(ctx context.Context, ch ssh.Channel, line string) {
-	lat, hang, failText, sw, oos, started := s.preExec(line)
+func (s *Server) runExec(ctx context.Context, nc net.Conn, ch ssh.Channel, line string) {
+	p := s.preExec(line)
 	klog.V(4).InfoS("rdssim exec", "cmd", line)
-	if lat > 0 {
-		t := time.NewTimer(lat)
+	if p.cutting && p.cut == CutBeforeRun {
+		klog.InfoS("rdssim fault: connection cut before the command ran", "cmd", line)
+		_ = nc.Close()
+		return
+	}
+	if p.latency > 0 {
+		t := time.NewTimer(p.latency)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -395,10 +427,11 @@ func (s *Server) runExec(ctx context.Context, ch ssh.Channel, line string) {
 			return
 		}
 	}
-	if hang {
+	if p.hang {
 		<-ctx.Done()
 		return
 	}
+	sw := p.sw
 	enc := func(x string) []byte {
 		if sw.crlf {
 			x = strings.ReplaceAll(x, "\n", "\r\n")
@@ -407,18 +440,22 @@ func (s *Server) runExec(ctx context.Context, ch ssh.Channel, line string) {
 	}
 	var out string
 	var err error
-	if failText != "" {
-		err = &cliError{failText}
+	if p.failText != "" {
+		err = &cliError{p.failText}
 	} else {
 		var c *command
 		if c, err = parse(line); err == nil {
-			env := execEnv{width: sw.wrapWidth, outOfSpace: oos, started: started,
-				emit: func(x string) { _, _ = ch.Write(enc(x)) }}
+			env := execEnv{width: sw.wrapWidth, outOfSpace: p.oos, started: p.started, copy: sw.copy,
+				done: s.done, emit: func(x string) { _, _ = ch.Write(enc(x)) }}
 			out, err = s.store.exec(ctx, c, env)
 		}
 	}
 	if ctx.Err() != nil {
 		return // session gone; nobody to answer
+	}
+	if p.cutting {
+		s.cutAfterRun(nc, ch, line, p.cut, enc(out))
+		return
 	}
 	status := uint32(0)
 	if out != "" {
@@ -443,6 +480,20 @@ func (s *Server) runExec(ctx context.Context, ch ssh.Channel, line string) {
 	_ = ch.CloseWrite()
 	_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(&struct{ Status uint32 }{status}))
 	_ = ch.Close()
+}
+
+// cutAfterRun loses the answer of a command that has run: the connection drops, or the session
+// ends after part of the output and without an exit status.
+func (s *Server) cutAfterRun(nc net.Conn, ch ssh.Channel, line string, mode CutMode, out []byte) {
+	switch mode {
+	case CutMidOutput:
+		klog.InfoS("rdssim fault: session closed mid-output without exit status", "cmd", line)
+		_, _ = ch.Write(out[:len(out)/2])
+		_ = ch.Close()
+	default:
+		klog.InfoS("rdssim fault: connection cut after the command ran", "cmd", line)
+		_ = nc.Close()
+	}
 }
 
 // waitAudible returns once the server is not silent (true), or when ctx ends or the server

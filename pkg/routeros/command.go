@@ -4,13 +4,27 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Command is a RouterOS command line built only from validated values. The zero value is not a
 // command; construct one with the functions below, which refuse any value outside the allow-lists.
-type Command struct{ line string }
+type Command struct {
+	line    string
+	timeout time.Duration
+}
 
 func (c Command) String() string { return c.line }
+
+// WithTimeout returns the command with its own deadline instead of the client's command deadline:
+// a copy of a large disk runs for minutes on a real RDS.
+func (c Command) WithTimeout(d time.Duration) Command {
+	c.timeout = d
+	return c
+}
+
+// Timeout is the command's own deadline, or 0 for the client's default.
+func (c Command) Timeout() time.Duration { return c.timeout }
 
 // safeToken is the last line of defence: every value that reaches a command line must match it,
 // whatever validation its constructor did. It excludes spaces, quotes, ';', '$', '[', ']', '\',
@@ -149,11 +163,8 @@ func DiskPrint(slot string) (Command, error) {
 
 // DiskPrintPrefix prints every disk whose slot starts with prefix (all disks for "").
 func DiskPrintPrefix(prefix string) (Command, error) {
-	if len(prefix) > MaxSlotLen {
-		return Command{}, Errorf(KindInvalidArgument, "slot prefix is %d characters, the limit is %d", len(prefix), MaxSlotLen)
-	}
-	if prefix != "" && !slotPrefixRE.MatchString(prefix) {
-		return Command{}, Errorf(KindInvalidArgument, "slot prefix %q may only hold lower-case letters, digits, '_' and '-'", printable(prefix))
+	if err := validatePrefix(prefix); err != nil {
+		return Command{}, err
 	}
 	b := &builder{}
 	// '.' is a regular expression metacharacter, so the prefix alphabet leaves it out.
@@ -195,6 +206,33 @@ func FileFindBySlot(slot string) (Command, error) {
 	}
 	b := &builder{}
 	b.raw("/file print detail where name~" + b.quoted(slot+".img"))
+	return b.done()
+}
+
+// validatePrefix checks a slot prefix; '.' is a regular expression metacharacter, so the prefix
+// alphabet leaves it out.
+func validatePrefix(prefix string) error {
+	if len(prefix) > MaxSlotLen {
+		return Errorf(KindInvalidArgument, "slot prefix is %d characters, the limit is %d", len(prefix), MaxSlotLen)
+	}
+	if prefix != "" && !slotPrefixRE.MatchString(prefix) {
+		return Errorf(KindInvalidArgument, "slot prefix %q may only hold lower-case letters, digits, '_' and '-'", printable(prefix))
+	}
+	return nil
+}
+
+// FileFindByPrefix lists the files whose name contains prefix anywhere in the file system
+// (callers filter the answer exactly). It finds unfinished copies, whose disk entry does not
+// exist yet.
+func FileFindByPrefix(prefix string) (Command, error) {
+	if err := validatePrefix(prefix); err != nil {
+		return Command{}, err
+	}
+	if prefix == "" {
+		return Command{}, Errorf(KindInvalidArgument, "an empty prefix would list every file")
+	}
+	b := &builder{}
+	b.raw("/file print detail where name~" + b.quoted(prefix))
 	return b.done()
 }
 

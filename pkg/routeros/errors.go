@@ -18,6 +18,9 @@ const (
 	KindInvalidArgument
 	KindUnavailable
 	KindDeadlineExceeded
+	// KindBusy: the object is in use by another operation (a copy still writing a file, a disk
+	// still using it); the same call succeeds later.
+	KindBusy
 )
 
 func (k Kind) String() string {
@@ -34,6 +37,8 @@ func (k Kind) String() string {
 		return "unavailable"
 	case KindDeadlineExceeded:
 		return "deadline exceeded"
+	case KindBusy:
+		return "busy"
 	default:
 		return "internal"
 	}
@@ -107,6 +112,7 @@ var errorPatterns = []struct {
 	{"no space", KindOutOfSpace},
 	{"out of space", KindOutOfSpace},
 	{"disk full", KindOutOfSpace},
+	{"in use", KindBusy},
 	{"invalid parameter", KindInvalidArgument},
 	{"invalid value", KindInvalidArgument},
 	{"value out of range", KindInvalidArgument},

@@ -79,6 +79,14 @@ func (b *Backend) CopyDisk(_ context.Context, source string, spec routeros.DiskS
 	return b.add("copy", spec, size)
 }
 
+// PendingCopies implements rds.Backend: the fake's copies finish at once, so none is ever pending.
+func (b *Backend) PendingCopies(_ context.Context, prefix string) ([]string, error) {
+	if err := b.check("pending", prefix); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
 func (b *Backend) add(op string, spec routeros.DiskSpec, size int64) (*rds.Disk, error) {
 	if err := b.check(op, spec.Slot); err != nil {
 		return nil, err
