@@ -36,6 +36,12 @@ type env struct {
 // start runs the driver; before, if given, acts on the simulator before the driver starts.
 func start(t *testing.T, before func(*rdssim.TestServer)) *env {
 	t.Helper()
+	return startTuned(t, before, nil)
+}
+
+// startTuned is start with tune, if given, adjusting the RDS client configuration.
+func startTuned(t *testing.T, before func(*rdssim.TestServer), tune func(*rds.Config)) *env {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs root, loop devices and mounts")
 	}
@@ -48,6 +54,9 @@ func start(t *testing.T, before func(*rdssim.TestServer)) *env {
 	}
 	srv := allinone.Serve(t, ts, nodeID, func(c *rds.Config) {
 		c.BackoffInitial, c.BackoffMax, c.BreakerCooldown = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond
+		if tune != nil {
+			tune(c)
+		}
 	})
 	dir := srv.Dir
 	conn, err := grpc.NewClient("unix://"+srv.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
