@@ -80,6 +80,8 @@ func (m *Manager) Attach(ctx context.Context, req Request) error {
 		}
 		if mine.grant == nil { // attached per its VolumeAttachment: remember the flags
 			m.grant(req, mine.since)
+		} else {
+			m.renewGrant(req.VolumeID, req.NodeID)
 		}
 		m.metrics.decision("idempotent")
 		return nil
@@ -113,9 +115,33 @@ func (m *Manager) grant(req Request, at time.Time) {
 		g = map[string]grant{}
 		m.grants[req.VolumeID] = g
 	}
-	g[req.NodeID] = grant{readOnly: req.ReadOnly, multiNode: req.MultiNode, timeout: req.MigrationTimeout, at: at}
+	m.grantSeq++
+	g[req.NodeID] = grant{readOnly: req.ReadOnly, multiNode: req.MultiNode, timeout: req.MigrationTimeout, at: at, seq: m.grantSeq}
 	if r := m.released[req.VolumeID]; r != nil {
 		delete(r, req.NodeID)
+	}
+}
+
+// renewGrant gives an existing grant a new seq: a republish relies on it as much as the first
+// publish did, so a pass that found the node gone before this publish must not drop it (see
+// releaseGrants). Everything else, the time of the grant included, stays.
+func (m *Manager) renewGrant(vol, node string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if g, ok := m.grants[vol][node]; ok {
+		m.grantSeq++
+		g.seq = m.grantSeq
+		m.grants[vol][node] = g
+	}
+}
+
+// dropGrantLocked forgets the grant of vol to node.
+func (m *Manager) dropGrantLocked(vol, node string) {
+	if g := m.grants[vol]; g != nil {
+		delete(g, node)
+		if len(g) == 0 {
+			delete(m.grants, vol)
+		}
 	}
 }
 
@@ -163,11 +189,8 @@ func (m *Manager) Detach(_ context.Context, volume, node string) error {
 	m.forgetUncertainLocked(volume, node)
 	if node == "" {
 		delete(m.grants, volume)
-	} else if g := m.grants[volume]; g != nil {
-		delete(g, node)
-		if len(g) == 0 {
-			delete(m.grants, volume)
-		}
+	} else {
+		m.dropGrantLocked(volume, node)
 	}
 	r := m.released[volume]
 	if r == nil {

@@ -86,6 +86,7 @@ type Manager struct {
 	mu            sync.Mutex
 	last          *PassResult
 	grants        map[string]map[string]grant     // volume → node → grant
+	grantSeq      uint64                          // seq of the latest grant or renewal
 	released      map[string]map[string]time.Time // volume → node ("" = every node) → when
 	reported      map[string]bool                 // findings already reported (events, logs)
 	orphans       map[string]time.Time            // exported disk without PV → first seen
@@ -110,6 +111,10 @@ type grant struct {
 	// that, the attachment is over (deleted by the external-attacher or by hand), whereas a
 	// grant whose VolumeAttachment the cache has not shown yet still counts (cache lag).
 	sawVA bool
+	// seq tells this grant from a later one of the same node: it is new at each grant and at
+	// each republish that relies on the grant. A pass deletes a grant only if seq is still the
+	// one it decided on.
+	seq uint64
 }
 
 // DiskLister lists the disks on the RDS; rds.Backend is one.

@@ -65,112 +65,157 @@ func (m *Manager) Reconcile(ctx context.Context) *PassResult {
 	m.passMu.Lock()
 	defer m.passMu.Unlock()
 	start := time.Now()
-	now := m.cfg.Now()
-	res := &PassResult{}
-	ns := m.newNodeStates()
+	p := m.snapshot()
+	for vol, hs := range p.holders {
+		m.judge(ctx, p, vol, hs)
+	}
+	m.releaseGrants(p.drop)
+	m.mu.Lock()
+	m.pruneLocked(p.now, p.dual)
+	m.mu.Unlock()
+	m.drift(ctx, p.now, p.attached, p.pvs, p.res, p.report)
+	m.finish(p, start)
+	return p.res
+}
 
-	// One walk over the cache groups the VolumeAttachments by volume (cheaper than an index
-	// lookup per volume).
+// passState is what the steps of one pass hand on to each other.
+type passState struct {
+	m        *Manager
+	now      time.Time
+	res      *PassResult
+	ns       *nodeStates
+	holders  map[string][]holder                 // volume → holders, as of the snapshot
+	pvs      map[string]*corev1.PersistentVolume // volume → its PV, if any
+	seen     map[string]bool                     // findings of this pass (see report)
+	drop     []goneGrant                         // grants of gone nodes, to forget
+	dual     []string                            // volumes held by two nodes or more
+	attached map[string]*corev1.PersistentVolume // volumes with a holder that counts
+}
+
+// goneGrant is a grant the pass found on a gone node. seq identifies the grant as the pass saw
+// it, so that a newer grant of the node is not taken for it (see releaseGrants).
+type goneGrant struct {
+	vol, node string
+	seq       uint64
+}
+
+// report marks a finding as seen in this pass and tells whether it is new (to be reported):
+// a finding is reported once for as long as consecutive passes find it.
+func (p *passState) report(key string) bool {
+	p.seen[key] = true
+	p.m.mu.Lock()
+	defer p.m.mu.Unlock()
+	return !p.m.reported[key]
+}
+
+// snapshot lists the holders of every volume with a VolumeAttachment or a grant. One walk over
+// the cache groups the VolumeAttachments by volume (cheaper than an index lookup per volume).
+func (m *Manager) snapshot() *passState {
+	p := &passState{m: m, now: m.cfg.Now(), res: &PassResult{}, ns: m.newNodeStates(),
+		pvs: map[string]*corev1.PersistentVolume{}, seen: map[string]bool{}, attached: map[string]*corev1.PersistentVolume{}}
 	vas := map[string][]*storagev1.VolumeAttachment{}
-	pvs := map[string]*corev1.PersistentVolume{}
 	for _, o := range m.vas.GetStore().List() {
 		va, ok := o.(*storagev1.VolumeAttachment)
 		if !ok || va.Spec.Attacher != m.cfg.DriverName {
 			continue
 		}
-		res.VolumeAttachments++
+		p.res.VolumeAttachments++
 		if vol, pv := m.handleOf(va); vol != "" {
 			vas[vol] = append(vas[vol], va)
-			if pv != nil && (pvs[vol] == nil || pv.Name < pvs[vol].Name) {
-				pvs[vol] = pv
+			if pv != nil && (p.pvs[vol] == nil || pv.Name < p.pvs[vol].Name) {
+				p.pvs[vol] = pv
 			}
 		}
 	}
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	for vol := range m.grants {
 		if _, ok := vas[vol]; !ok {
 			vas[vol] = nil
-			pvs[vol] = m.pvFor(vol)
+			p.pvs[vol] = m.pvFor(vol)
 		}
 	}
-	holders := make(map[string][]holder, len(vas))
+	p.holders = make(map[string][]holder, len(vas))
 	for vol, list := range vas {
-		holders[vol] = m.holdersOfLocked(vol, list)
+		p.holders[vol] = m.holdersOfLocked(vol, list)
 	}
-	m.mu.Unlock()
+	return p
+}
 
-	seen := map[string]bool{}
-	report := func(key string) bool {
-		seen[key] = true
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		return !m.reported[key]
+// judge looks at the holders of one volume: it notes the grants of gone nodes for release,
+// reports releases and NotReady holders, and checks a volume held by several nodes. Confirming
+// a node's deletion may wait on the API server.
+func (m *Manager) judge(ctx context.Context, p *passState, vol string, hs []holder) {
+	pv := p.pvs[vol]
+	if pv == nil { // inline volumes only so far
+		pv = m.pvFor(vol)
 	}
-	type gone struct{ vol, node string }
-	var drop []gone
-	var dual []string
-	attached := map[string]*corev1.PersistentVolume{}
-	for vol, hs := range holders {
-		pv := pvs[vol]
-		if pv == nil { // inline volumes only so far
-			pv = m.pvFor(vol)
+	var active []holder
+	for _, h := range hs {
+		s, err := p.ns.get(ctx, h.node)
+		if err != nil {
+			p.res.Err = err // cannot confirm: keep the holder
 		}
-		var active []holder
-		for _, h := range hs {
-			s, err := ns.get(ctx, h.node)
-			if err != nil {
-				res.Err = err // cannot confirm: keep the holder
+		switch {
+		case s.gone():
+			if h.grant != nil {
+				p.drop = append(p.drop, goneGrant{vol, h.node, h.grant.seq})
 			}
-			switch {
-			case s.gone():
-				drop = append(drop, gone{vol, h.node})
-				if report("released/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
-					res.Released = append(res.Released, Finding{vol, h.node, s.String()})
-					m.metrics.released(s.releaseReason())
-					klog.InfoS("Attachment released: its node is gone", "volume", vol, "node", h.node, "state", s.String())
-					m.event(m.eventTarget(pv, h.va), corev1.EventTypeNormal, EventReleased,
-						"Attachment of volume %s to node %s released: the node is %s; the volume can be attached to another node", vol, h.node, s)
-				}
-				continue
-			case s == nodeNotReady:
-				res.NotReadyHolders++
-				if report("notready/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
-					res.NotReady = append(res.NotReady, Finding{vol, h.node, s.String()})
-					klog.InfoS("Volume stays attached to a NotReady node", "volume", vol, "node", h.node)
-					m.event(m.eventTarget(pv, h.va), corev1.EventTypeWarning, EventHolderNotReady,
-						"Volume %s stays attached to node %s, which is NotReady and may still be writing. If the node is shut down, taint it %s=nodeshutdown:NoExecute to release the volume.",
-						vol, h.node, OutOfServiceTaint)
-				}
+			if p.report("released/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
+				p.res.Released = append(p.res.Released, Finding{vol, h.node, s.String()})
+				m.metrics.released(s.releaseReason())
+				klog.InfoS("Attachment released: its node is gone", "volume", vol, "node", h.node, "state", s.String())
+				m.event(m.eventTarget(pv, h.va), corev1.EventTypeNormal, EventReleased,
+					"Attachment of volume %s to node %s released: the node is %s; the volume can be attached to another node", vol, h.node, s)
 			}
-			active = append(active, h)
-		}
-		res.Attachments += len(active)
-		if len(active) > 0 {
-			attached[vol] = pv
-		}
-		if len(active) < 2 {
 			continue
-		}
-		dual = append(dual, vol)
-		m.checkDual(vol, pv, active, now, res, report)
-	}
-
-	m.mu.Lock()
-	for _, g := range drop {
-		if gs := m.grants[g.vol]; gs != nil {
-			delete(gs, g.node)
-			if len(gs) == 0 {
-				delete(m.grants, g.vol)
+		case s == nodeNotReady:
+			p.res.NotReadyHolders++
+			if p.report("notready/" + vol + "/" + h.node + "/" + vaUID(h.va)) {
+				p.res.NotReady = append(p.res.NotReady, Finding{vol, h.node, s.String()})
+				klog.InfoS("Volume stays attached to a NotReady node", "volume", vol, "node", h.node)
+				m.event(m.eventTarget(pv, h.va), corev1.EventTypeWarning, EventHolderNotReady,
+					"Volume %s stays attached to node %s, which is NotReady and may still be writing. If the node is shut down, taint it %s=nodeshutdown:NoExecute to release the volume.",
+					vol, h.node, OutOfServiceTaint)
 			}
 		}
+		active = append(active, h)
 	}
-	m.pruneLocked(now, dual)
-	m.mu.Unlock()
+	p.res.Attachments += len(active)
+	if len(active) > 0 {
+		p.attached[vol] = pv
+	}
+	if len(active) >= 2 {
+		p.dual = append(p.dual, vol)
+		m.checkDual(vol, pv, active, p.now, p.res, p.report)
+	}
+}
 
-	m.drift(ctx, now, attached, pvs, res, report)
+// releaseGrants forgets the grants of gone nodes. The pass decided on a snapshot and may have
+// waited on the API server since, without the volume's lock: if the node came back and a
+// publish granted it the volume again, or confirmed its grant, in between, the grant now has
+// another seq, and it stays, as that publish decided later than the pass and on newer facts.
+// The check and the deletion are made under the volume's lock, so no publish of the volume is
+// halfway through its decision meanwhile.
+func (m *Manager) releaseGrants(drop []goneGrant) {
+	for _, d := range drop {
+		unlock := m.volLocks.lock(d.vol)
+		m.mu.Lock()
+		if g, ok := m.grants[d.vol][d.node]; ok && g.seq == d.seq {
+			m.dropGrantLocked(d.vol, d.node)
+		} else if ok {
+			klog.V(2).InfoS("Keeping a grant made after the pass found its node gone", "volume", d.vol, "node", d.node)
+		}
+		m.mu.Unlock()
+		unlock()
+	}
+}
 
+// finish records the pass's result and findings, and logs a pass that found anything.
+func (m *Manager) finish(p *passState, start time.Time) {
+	res := p.res
 	m.mu.Lock()
-	m.reported = seen
+	m.reported = p.seen
 	res.Duration = time.Since(start)
 	m.last = res
 	m.mu.Unlock()
@@ -181,7 +226,6 @@ func (m *Manager) Reconcile(ctx context.Context) *PassResult {
 			"conflicts", res.ConflictVolumes, "missingDisks", res.MissingDiskVolumes, "orphanExports", res.OrphanExportDisks,
 			"driftErr", res.DriftErr, "duration", res.Duration)
 	}
-	return res
 }
 
 // checkDual reports a volume held by two or more nodes: an overdue migration for a multi-node

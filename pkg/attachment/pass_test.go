@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/codes"
 	"k8s.io/apimachinery/pkg/runtime"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/srvlab/rds-csi/pkg/rds"
 )
@@ -205,5 +206,71 @@ func TestMetricsNilSafe(t *testing.T) {
 	m.pass(&PassResult{}, time.Second, time.Now())
 	if NewMetrics(nil) != nil {
 		t.Fatal("NewMetrics(nil) != nil")
+	}
+}
+
+// TestPassKeepsAGrantMadeWhileItWaited: a pass decides that a node's grant is gone, then waits on
+// the API (confirming the node's deletion) without the volume's lock. If the node comes back and
+// is granted the volume meanwhile, the pass must not delete that newer grant: it is the only
+// thing that makes the node a holder until the external-attacher writes status.attached, and
+// without it a second node would be granted the single-node volume.
+func TestPassKeepsAGrantMadeWhileItWaited(t *testing.T) {
+	cases := []struct {
+		name    string
+		regrant func(t *testing.T, f *fixture)
+	}{
+		{"new publish after a detach", func(t *testing.T, f *fixture) {
+			if err := f.m.Detach(context.Background(), vol1, "a"); err != nil {
+				t.Fatal(err)
+			}
+			if err := f.m.Attach(context.Background(), rwo("a")); err != nil {
+				t.Fatalf("re-grant to a: %v", err)
+			}
+		}},
+		{"republish confirming the grant", func(t *testing.T, f *fixture) {
+			if err := f.m.Attach(context.Background(), rwo("a")); err != nil {
+				t.Fatalf("republish to a: %v", err)
+			}
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pv := pvFor(vol1)
+			f := newFixture(t, []runtime.Object{node("a"), node("b"), pv})
+			ctx := context.Background()
+			if err := f.m.Attach(ctx, rwo("a")); err != nil {
+				t.Fatal(err)
+			}
+			f.remove(t, node("a")) // the cache lost node a: the pass confirms with a GET
+
+			// The GET blocks until the node is back and re-granted; then it answers what the
+			// API said when it was asked: not found.
+			asked, answer := make(chan struct{}), make(chan struct{})
+			f.client.PrependReactor("get", "nodes", func(k8stesting.Action) (bool, runtime.Object, error) {
+				close(asked)
+				<-answer
+				return false, nil, nil
+			})
+			done := make(chan *PassResult)
+			go func() { done <- f.m.Reconcile(ctx) }()
+			<-asked
+			f.put(t, node("a"))
+			tc.regrant(t, f)
+			close(answer)
+			r := <-done
+
+			if !slices.Equal(findings(r.Released), []string{vol1 + "@a"}) {
+				t.Fatalf("released = %v; the pass did not decide against the old grant", findings(r.Released))
+			}
+			if got := f.m.PublishedNodes(vol1); !slices.Equal(got, []string{"a"}) {
+				t.Fatalf("PublishedNodes = %v after the pass, want [a]: the new grant was lost", got)
+			}
+			wantCode(t, f.m.Attach(ctx, rwo("b")), codes.FailedPrecondition, "node a")
+			// A later pass sees node a Ready and keeps it too.
+			if r := f.m.Reconcile(ctx); len(r.Released) != 0 || r.Attachments != 1 {
+				t.Fatalf("next pass: released = %v, attachments = %d; want none and 1", findings(r.Released), r.Attachments)
+			}
+			wantCode(t, f.m.Attach(ctx, rwo("b")), codes.FailedPrecondition, "node a")
+		})
 	}
 }
