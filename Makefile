@@ -33,7 +33,7 @@ lint:
 ## fuzz: run each parser fuzzer for FUZZTIME (new findings land in testdata/fuzz).
 FUZZTIME ?= 30s
 fuzz:
-	for f in FuzzParsePrintDetail FuzzParseWrapped FuzzParseKeyValueLines FuzzCheckOutput FuzzCommandBuilders; do \
+	for f in FuzzParsePrintDetail FuzzParseWrapped FuzzCheckOutput FuzzCommandBuilders; do \
 		$(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) ./pkg/routeros/ || exit 1; \
 	done
 

@@ -245,17 +245,3 @@ func FileRemove(path string) (Command, error) {
 	b.raw("/file remove [find name=" + b.quoted(FileName(path)) + "]")
 	return b.done()
 }
-
-// MonitorTraffic prints the traffic counters of a disk once.
-func MonitorTraffic(slot string) (Command, error) {
-	if err := ValidateSlot(slot); err != nil {
-		return Command{}, err
-	}
-	b := &builder{}
-	b.raw("/disk monitor-traffic ").raw(slot).check(slot)
-	b.raw(" once")
-	return b.done()
-}
-
-// SystemResource is a cheap read-only command, used as a liveness check.
-func SystemResource() Command { return Command{line: "/system resource print"} }

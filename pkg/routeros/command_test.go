@@ -77,10 +77,6 @@ func TestCommandLines(t *testing.T) {
 			`/file print detail where name~"` + goodSlot + `.img"`},
 		{"FileRemove", build(FileRemove(goodPath)),
 			`/file remove [find name="storage-pool/kubernetes-volumes/` + goodSlot + `.img"]`},
-		{"MonitorTraffic", build(MonitorTraffic(goodSlot)),
-			`/disk monitor-traffic ` + goodSlot + ` once`},
-		{"SystemResource", func() (Command, error) { return SystemResource(), nil },
-			`/system resource print`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,7 +211,6 @@ var positions = []position{
 	{"PoolPrint pool", PoolPrint, "storage-pool"},
 	{"FilePrint path", FilePrint, goodPath},
 	{"FileRemove path", FileRemove, goodPath},
-	{"MonitorTraffic slot", MonitorTraffic, goodSlot},
 }
 
 func assertRefused(t *testing.T, c Command, err error) {
@@ -258,7 +253,6 @@ func TestConstructorsRefuseBadNames(t *testing.T) {
 		"DiskResize slot":        {"", long, "Pvc-a"},
 		"DiskRemove slot":        {"", long, "PVC-A"},
 		"DiskPrint slot":         {"", long, "pvc-A"},
-		"MonitorTraffic slot":    {"", long, "pvc-A", "pvc once"},
 		"DiskPrintPrefix prefix": {long, "PVC-", "pvc.", ".*", "^pvc", "pvc|snap", "pvc(", strings.Repeat("a", MaxSlotLen+1)},
 		"PoolPrint pool":         {"", long, "-pool", ".pool", strings.Repeat("p", 65)},
 		"DiskAdd nqn":            {"", long, "NQN.2000-02.com.mikrotik:pvc-a", "nqn.2000-02.com.mikrotik:PVC-A", "nqn.2000-02.com.mikrotik:", "iqn.2000-02.com.mikrotik:pvc-a", "nqn.20-02.com.mikrotik:pvc-a", NQNPrefix + strings.Repeat("a", MaxNQNLen-len(NQNPrefix)+1)},

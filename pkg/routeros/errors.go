@@ -92,12 +92,6 @@ func IsNotFound(err error) bool { return err != nil && KindOf(err) == KindNotFou
 // IsAlreadyExists reports whether err means the object already exists.
 func IsAlreadyExists(err error) bool { return err != nil && KindOf(err) == KindAlreadyExists }
 
-// IsUnavailable reports whether err means the RDS could not be reached or did not answer in time.
-func IsUnavailable(err error) bool {
-	k := KindOf(err)
-	return err != nil && (k == KindUnavailable || k == KindDeadlineExceeded)
-}
-
 // errorPatterns maps failure texts to kinds, most specific first. Matching is on lower-cased text.
 var errorPatterns = []struct {
 	substr string

@@ -187,23 +187,22 @@ func TestErrorFormatAndWrapping(t *testing.T) {
 
 func TestErrorPredicates(t *testing.T) {
 	tests := []struct {
-		err                         error
-		notFound, exists, unavailbl bool
+		err              error
+		notFound, exists bool
 	}{
-		{nil, false, false, false},
-		{errors.New("x"), false, false, false},
-		{Errorf(KindNotFound, "x"), true, false, false},
-		{Errorf(KindAlreadyExists, "x"), false, true, false},
-		{Errorf(KindUnavailable, "x"), false, false, true},
-		{Errorf(KindDeadlineExceeded, "x"), false, false, true},
-		{fmt.Errorf("w: %w", Errorf(KindDeadlineExceeded, "x")), false, false, true},
-		{Errorf(KindOutOfSpace, "x"), false, false, false},
-		{Errorf(KindInternal, "x"), false, false, false},
+		{nil, false, false},
+		{errors.New("x"), false, false},
+		{Errorf(KindNotFound, "x"), true, false},
+		{fmt.Errorf("w: %w", Errorf(KindNotFound, "x")), true, false},
+		{Errorf(KindAlreadyExists, "x"), false, true},
+		{Errorf(KindUnavailable, "x"), false, false},
+		{Errorf(KindDeadlineExceeded, "x"), false, false},
+		{Errorf(KindOutOfSpace, "x"), false, false},
+		{Errorf(KindInternal, "x"), false, false},
 	}
 	for i, tc := range tests {
-		if IsNotFound(tc.err) != tc.notFound || IsAlreadyExists(tc.err) != tc.exists || IsUnavailable(tc.err) != tc.unavailbl {
-			t.Errorf("case %d (%v): IsNotFound=%v IsAlreadyExists=%v IsUnavailable=%v", i, tc.err,
-				IsNotFound(tc.err), IsAlreadyExists(tc.err), IsUnavailable(tc.err))
+		if IsNotFound(tc.err) != tc.notFound || IsAlreadyExists(tc.err) != tc.exists {
+			t.Errorf("case %d (%v): IsNotFound=%v IsAlreadyExists=%v", i, tc.err, IsNotFound(tc.err), IsAlreadyExists(tc.err))
 		}
 	}
 }

@@ -38,7 +38,6 @@ const (
 	sampleFlagged = " 0   type=file slot=a\n\n 1 X  type=file slot=b\n     file-size=1.0GiB\n\n" +
 		"10 XB ;;; by hand\n     type=file slot=c\n"
 	sampleFileNovDate  = " 0   name=storage-pool/k8s type=directory\n     last-modified=nov/11/2025 16:47:07\n"
-	sampleSysResource  = "                   uptime: 2w3d04:05:06\n                  version: 7.16 (stable)\n              free-memory: 1 234.5MiB\n"
 	sampleInjectionTry = "\"];/system reset-configuration;[find slot=\""
 )
 
@@ -74,14 +73,6 @@ func errorTextsBlob() string {
 }
 
 func seedCorpus() map[string][]corpusEntry {
-	kvSeeds := []corpusEntry{
-		{"monitor-traffic", []any{sampleMonitorTraffic}},
-		{"monitor-traffic-crlf", []any{crlf(sampleMonitorTraffic)}},
-		{"system-resource", []any{sampleSysResource}},
-		{"disk-detail", []any{sampleDiskDetail}},
-		{"error-texts", []any{errorTextsBlob()}},
-	}
-
 	var check []corpusEntry
 	for i, e := range docErrorTexts {
 		check = append(check,
@@ -111,10 +102,9 @@ func seedCorpus() map[string][]corpusEntry {
 	}
 
 	return map[string][]corpusEntry{
-		"FuzzParsePrintDetail":   samplesForParser(),
-		"FuzzParseKeyValueLines": kvSeeds,
-		"FuzzCheckOutput":        check,
-		"FuzzCommandBuilders":    builders,
+		"FuzzParsePrintDetail": samplesForParser(),
+		"FuzzCheckOutput":      check,
+		"FuzzCommandBuilders":  builders,
 		"FuzzParseWrapped": {
 			{"narrow", []any{uint64(1), uint8(24)}},
 			{"wide", []any{uint64(2), uint8(200)}},
@@ -217,42 +207,6 @@ func FuzzParsePrintDetail(f *testing.F) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// FuzzParseKeyValueLines
-// ---------------------------------------------------------------------------------------------
-
-func FuzzParseKeyValueLines(f *testing.F) {
-	f.Add(sampleMonitorTraffic)
-	f.Add(sampleSysResource)
-	f.Fuzz(func(t *testing.T, s string) {
-		m := ParseKeyValueLines(s)
-		for k, v := range m {
-			if k == "" || strings.ContainsAny(k, " \t\r\n") {
-				t.Fatalf("bad key %q", k)
-			}
-			if v != strings.TrimSpace(v) || strings.ContainsAny(v, "\r\n") {
-				t.Fatalf("value %q of %q not trimmed", v, k)
-			}
-		}
-		if !strings.Contains(s, "\r") {
-			if got := ParseKeyValueLines(crlf(s)); !reflect.DeepEqual(m, got) {
-				t.Fatalf("CRLF changes the result: %q vs %q", m, got)
-			}
-		}
-		// the value parsers never panic on whatever a value holds
-		for _, v := range m {
-			_, _ = ParseGroupedInt(v)
-			_, _ = ParseHumanSize(v)
-			if r, err := ParseRate(v); err == nil && (r < 0 || math.IsInf(r, 0) || math.IsNaN(r)) {
-				t.Fatalf("ParseRate(%q) = %v", v, r)
-			}
-			if n, err := ParseHumanSize(v); err == nil && n < 0 {
-				t.Fatalf("ParseHumanSize(%q) = %d", v, n)
-			}
-		}
-	})
-}
-
-// ---------------------------------------------------------------------------------------------
 // FuzzCheckOutput
 // ---------------------------------------------------------------------------------------------
 
@@ -345,7 +299,6 @@ var fuzzPositions = []fuzzPosition{
 	{"FilePrint path", "/zdirz/zfilez.img", FilePrint, FileName, allowPath},
 	{"FileRemove path", "/zdirz/zfilez.img", FileRemove, FileName, allowPath},
 	{"FileFindBySlot slot", "zslotz", FileFindBySlot, same, allowSlot},
-	{"MonitorTraffic slot", "zslotz", MonitorTraffic, same, allowSlot},
 }
 
 func checkBuiltValue(t *testing.T, p fuzzPosition, v string) {

@@ -3,7 +3,6 @@ package routeros
 import (
 	"regexp"
 	"strings"
-	"unicode"
 )
 
 // Item is one entry of `print detail` output: its index, its flag letters and its properties.
@@ -241,24 +240,4 @@ func atoiSafe(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
-}
-
-// ParseKeyValueLines parses `key: value` output such as `/disk monitor-traffic <slot> once` or
-// `/system resource print`, where keys are right-aligned. Values keep their inner spaces.
-func ParseKeyValueLines(out string) map[string]string {
-	res := map[string]string{}
-	for _, line := range splitLines(out) {
-		t := strings.TrimSpace(line)
-		key, value, ok := strings.Cut(t, ": ")
-		if !ok {
-			// `key:` with an empty value
-			key, ok = strings.CutSuffix(t, ":")
-		}
-		// a key is one word; anything else is not a `key: value` line
-		if !ok || key == "" || strings.IndexFunc(key, unicode.IsSpace) >= 0 {
-			continue
-		}
-		res[key] = strings.TrimSpace(value)
-	}
-	return res
 }

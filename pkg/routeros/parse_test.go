@@ -376,63 +376,6 @@ func TestParsePrintDetailPoolCapacity(t *testing.T) {
 	}
 }
 
-func TestParseKeyValueLines(t *testing.T) {
-	tests := []struct {
-		name string
-		in   string
-		want map[string]string
-	}{
-		{"monitor-traffic sample", sampleMonitorTraffic, kv(
-			"slot", "pvc-test-123",
-			"read-ops-per-second", "0",
-			"write-ops-per-second", "98",
-			"read-rate", "0bps",
-			"write-rate", "12.8Mbps",
-			"read-bytes", "0",
-			"write-bytes", "515 659 673 600",
-		)},
-		{"monitor-traffic sample CRLF", crlf(sampleMonitorTraffic), kv(
-			"slot", "pvc-test-123",
-			"read-ops-per-second", "0",
-			"write-ops-per-second", "98",
-			"read-rate", "0bps",
-			"write-rate", "12.8Mbps",
-			"read-bytes", "0",
-			"write-bytes", "515 659 673 600",
-		)},
-		{"empty", "", kv()},
-		{"empty value", "   comment:\n  name: x\n", kv("comment", "", "name", "x")},
-		{"value with colons", "  uptime: 1w2d03:04:05\n  time: 12:30:00\n", kv("uptime", "1w2d03:04:05", "time", "12:30:00")},
-		{"value with inner spaces kept", "  version: 7.16 (stable)\n", kv("version", "7.16 (stable)")},
-		{"lines without key ignored", "garbage\n: value\n:\n two words: x\n  ok: y\n", kv("ok", "y")},
-		{"last duplicate wins", "a: 1\na: 2\n", kv("a", "2")},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got := ParseKeyValueLines(tc.in)
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %q\nwant %q", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestMonitorTrafficSampleValues(t *testing.T) {
-	m := ParseKeyValueLines(sampleMonitorTraffic)
-	wb, err := ParseGroupedInt(m["write-bytes"])
-	if err != nil || wb != 515659673600 {
-		t.Errorf("write-bytes = %d, %v", wb, err)
-	}
-	wr, err := ParseRate(m["write-rate"])
-	if err != nil || wr != 12.8e6 {
-		t.Errorf("write-rate = %v, %v", wr, err)
-	}
-	ops, err := ParseGroupedInt(m["write-ops-per-second"])
-	if err != nil || ops != 98 {
-		t.Errorf("write-ops-per-second = %d, %v", ops, err)
-	}
-}
-
 func TestParseGroupedInt(t *testing.T) {
 	tests := []struct {
 		in      string
@@ -508,40 +451,6 @@ func TestParseHumanSize(t *testing.T) {
 			got, err := ParseHumanSize(tc.in)
 			if (err != nil) != tc.wantErr || got != tc.want {
 				t.Errorf("ParseHumanSize(%q) = %d, %v; want %d, err=%v", tc.in, got, err, tc.want, tc.wantErr)
-			}
-		})
-	}
-}
-
-func TestParseRate(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    float64
-		wantErr bool
-	}{
-		{"12.8Mbps", 12.8e6, false},
-		{"0bps", 0, false},
-		{"950bps", 950, false},
-		{"1.5kbps", 1500, false},
-		{"1.2Gbps", 1.2e9, false},
-		{"2Tbps", 2e12, false},
-		{"12.8 Mbps", 12.8e6, false},
-		{" 12.8Mbps\r", 12.8e6, false},
-		{"12.8M", 12.8e6, false},
-		{"7", 7, false},
-		{"", 0, true},
-		{"bps", 0, true},
-		{"Mbps", 0, true},
-		{"-1bps", 0, true},
-		{"NaNbps", 0, true},
-		{"Infbps", 0, true},
-		{"fast", 0, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.in, func(t *testing.T) {
-			got, err := ParseRate(tc.in)
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("ParseRate(%q) = %v, %v; want %v, err=%v", tc.in, got, err, tc.want, tc.wantErr)
 			}
 		})
 	}

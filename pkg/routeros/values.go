@@ -56,24 +56,3 @@ func ParseHumanSize(s string) (int64, error) {
 	}
 	return int64(math.Round(v)), nil
 }
-
-// ParseRate parses a bit rate such as "12.8Mbps" (SI multiples) into bits per second. A space
-// between the figure and the unit is tolerated.
-func ParseRate(s string) (float64, error) {
-	t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "bps"))
-	mult := 1.0
-	for _, u := range []struct {
-		suffix string
-		mult   float64
-	}{{"T", 1e12}, {"G", 1e9}, {"M", 1e6}, {"k", 1e3}} {
-		if strings.HasSuffix(t, u.suffix) {
-			mult, t = u.mult, strings.TrimSpace(strings.TrimSuffix(t, u.suffix))
-			break
-		}
-	}
-	f, err := strconv.ParseFloat(t, 64)
-	if err != nil || f < 0 || math.IsNaN(f) || math.IsInf(f*mult, 0) {
-		return 0, fmt.Errorf("bad rate %q", s)
-	}
-	return f * mult, nil
-}
