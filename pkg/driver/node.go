@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
@@ -29,8 +30,12 @@ type NodeConfig struct {
 	MaxVolumesPerNode int64
 	// CommandTimeout bounds blkid and other short commands run through the default Exec (1m).
 	CommandTimeout time.Duration
-	// FormatTimeout bounds mkfs, fsck, resize2fs and xfs_growfs run through the default Exec (10m).
+	// FormatTimeout bounds mkfs, fsck, resize2fs and xfs_growfs run through the default Exec (10m),
+	// and how long a stage waits for a format before it returns DeadlineExceeded.
 	FormatTimeout time.Duration
+	// MountTimeout bounds how long a call waits for one mount or umount (2m), and for one left
+	// running by an earlier call. The gRPC deadline of the call bounds it too.
+	MountTimeout time.Duration
 	// MountInfoPath and SysfsRoot are for tests: /proc/self/mountinfo and /sys by default.
 	MountInfoPath string
 	SysfsRoot     string
@@ -46,6 +51,10 @@ type nodeService struct {
 	mountInfo string
 	sysfs     string
 	locks     *inflight
+	// mountTimeout and formatTimeout bound the waits for mount(8), umount(8) and mkfs.
+	mountTimeout, formatTimeout time.Duration
+	pendingMu                   sync.Mutex
+	pending                     map[string]*pendingOp // volume ID → operation left running by a call that gave up on it
 	// stat is os.Stat; tests replace it to make a mount point look broken (ENOTCONN, EIO).
 	stat func(string) (os.FileInfo, error)
 }
@@ -62,6 +71,9 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 	}
 	if cfg.FormatTimeout <= 0 {
 		cfg.FormatTimeout = 10 * time.Minute
+	}
+	if cfg.MountTimeout <= 0 {
+		cfg.MountTimeout = 2 * time.Minute
 	}
 	ex := cfg.Exec
 	if ex == nil && cfg.Mounter != nil {
@@ -93,17 +105,29 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 		mountInfo: cfg.MountInfoPath,
 		sysfs:     cfg.SysfsRoot,
 		locks:     newInflight(),
-		stat:      os.Stat,
+		pending:   map[string]*pendingOp{},
+
+		mountTimeout:  cfg.MountTimeout,
+		formatTimeout: cfg.FormatTimeout,
+		stat:          os.Stat,
 	}, nil
 }
 
 // lock takes the per-volume lock of the node service; a second operation on the same volume while
-// one runs gets Aborted and is retried by the CO.
-func (n *nodeService) lock(volID string) (func(), error) {
+// one runs gets Aborted and is retried by the CO. Then it waits for a mount, umount or format that
+// an earlier call on the volume gave up waiting for: the mount table is only read once nothing
+// changes it behind our back (an unstage must not find the staging path empty, disconnect, and see
+// a late mount of the disconnected device appear there afterwards).
+func (n *nodeService) lock(ctx context.Context, volID string) (func(), error) {
 	if !n.locks.tryAcquire(volID) {
 		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress on this node", volID)
 	}
-	return func() { n.locks.release(volID) }, nil
+	unlock := func() { n.locks.release(volID) }
+	if err := n.awaitPending(ctx, volID); err != nil {
+		unlock()
+		return nil, err
+	}
+	return unlock, nil
 }
 
 func (d *Driver) nodeOrErr() (*nodeService, error) {

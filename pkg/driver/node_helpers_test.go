@@ -44,11 +44,12 @@ func nodeBlockCap(mode csi.VolumeCapability_AccessMode_Mode) *csi.VolumeCapabili
 
 const snw = csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER
 
-// recordingExec runs real commands, records their names, and lets a test answer some itself.
+// recordingExec runs real commands, records their command lines, and lets a test answer some
+// itself.
 type recordingExec struct {
 	utilexec.Interface
 	mu       sync.Mutex
-	commands []string
+	commands []string // "name arg1 arg2 ..."
 	answer   map[string]func(args []string) ([]byte, error)
 }
 
@@ -58,7 +59,7 @@ func (r *recordingExec) Command(cmd string, args ...string) utilexec.Cmd {
 
 func (r *recordingExec) CommandContext(ctx context.Context, cmd string, args ...string) utilexec.Cmd {
 	r.mu.Lock()
-	r.commands = append(r.commands, cmd)
+	r.commands = append(r.commands, strings.Join(append([]string{cmd}, args...), " "))
 	answer := r.answer[cmd]
 	r.mu.Unlock()
 	if answer != nil {
@@ -69,6 +70,18 @@ func (r *recordingExec) CommandContext(ctx context.Context, cmd string, args ...
 		return testingexec.InitFakeCmd(fake, cmd, args...)
 	}
 	return r.Interface.CommandContext(ctx, cmd, args...)
+}
+
+// command returns the first command line starting with prefix, or "".
+func (r *recordingExec) command(prefix string) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.commands {
+		if strings.HasPrefix(c, prefix) {
+			return c
+		}
+	}
+	return ""
 }
 
 func (r *recordingExec) ran(prefix string) bool {
@@ -194,7 +207,11 @@ func (e *nodeEnv) path(parts ...string) string {
 }
 
 func (e *nodeEnv) stage(id string, c *csi.VolumeCapability) error {
-	_, err := e.d.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+	return e.stageCtx(context.Background(), id, c)
+}
+
+func (e *nodeEnv) stageCtx(ctx context.Context, id string, c *csi.VolumeCapability) error {
+	_, err := e.d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 		VolumeId: id, StagingTargetPath: e.path(id, "staging"), VolumeCapability: c,
 		PublishContext: map[string]string{ContextNQN: "nqn.2000-02.com.mikrotik:" + id, ContextFilePath: e.files[id],
 			ContextNVMeAddress: "10.0.0.5", ContextNVMePort: "4420"},
@@ -216,7 +233,11 @@ func (e *nodeEnv) unpublish(id, target string) error {
 }
 
 func (e *nodeEnv) unstage(id string) error {
-	_, err := e.d.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: e.path(id, "staging")})
+	return e.unstageCtx(context.Background(), id)
+}
+
+func (e *nodeEnv) unstageCtx(ctx context.Context, id string) error {
+	_, err := e.d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: e.path(id, "staging")})
 	return err
 }
 

@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -164,8 +165,13 @@ func (n *nodeService) mountReadOnly(path string) (bool, error) {
 	return false, nil
 }
 
+// unmount unmounts the topmost mount on path, giving up (not stopping it) after the mount timeout.
+func (n *nodeService) unmount(ctx context.Context, id, path string) error {
+	return n.bounded(ctx, id, "unmounting "+path, n.mountTimeout, func() error { return n.mounter.Unmount(path) })
+}
+
 // unmountAll unmounts everything mounted on path, a broken mount point included. It never deletes.
-func (n *nodeService) unmountAll(path string) error {
+func (n *nodeService) unmountAll(ctx context.Context, id, path string) error {
 	for i := 0; i < maxStackedMounts; i++ {
 		_, err := n.stat(path)
 		if os.IsNotExist(err) {
@@ -183,7 +189,7 @@ func (n *nodeService) unmountAll(path string) error {
 				return nil
 			}
 		}
-		if err := n.mounter.Unmount(path); err != nil {
+		if err := n.unmount(ctx, id, path); err != nil {
 			return fmt.Errorf("unmounting %s: %w", path, err)
 		}
 	}

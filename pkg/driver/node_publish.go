@@ -35,7 +35,7 @@ func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVol
 		return nil, nodeInvalid("target path and staging target path are both %s", target)
 	}
 	ro := v.readOnly || req.GetReadonly()
-	unlock, err := n.lock(v.id)
+	unlock, err := n.lock(ctx, v.id)
 	if err != nil {
 		return nil, err
 	}
@@ -59,9 +59,9 @@ func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVol
 		}
 	}
 	if v.block {
-		err = n.publishBlock(v, dev, staged, target, ro)
+		err = n.publishBlock(ctx, v, dev, staged, target, ro)
 	} else {
-		err = n.publishMount(v, dev, staging, target, ro)
+		err = n.publishMount(ctx, v, dev, staging, target, ro)
 	}
 	if err != nil {
 		return nil, err
@@ -96,8 +96,8 @@ func (n *nodeService) ensureStaged(ctx context.Context, v *nodeVolume, staging, 
 	return dev, nil
 }
 
-func (n *nodeService) publishMount(v *nodeVolume, dev, staging, target string, ro bool) error {
-	ok, err := n.repairStale(target, dev, false)
+func (n *nodeService) publishMount(ctx context.Context, v *nodeVolume, dev, staging, target string, ro bool) error {
+	ok, err := n.repairStale(ctx, v.id, target, dev, false)
 	if err != nil {
 		return err
 	}
@@ -121,8 +121,11 @@ func (n *nodeService) publishMount(v *nodeVolume, dev, staging, target string, r
 		opts = append(opts, "ro")
 	}
 	opts = append(opts, v.mountFlags...)
-	if err := n.mounter.Mount(staging, target, "", opts); err != nil {
-		return status.Errorf(codes.Internal, "bind mounting %s onto %s: %v", staging, target, err)
+	err = n.bounded(ctx, v.id, "bind mounting "+staging+" onto "+target, n.mountTimeout, func() error {
+		return n.mounter.Mount(staging, target, "", opts)
+	})
+	if err != nil {
+		return nodeStatus(err, "bind mounting %s onto %s", staging, target)
 	}
 	klog.InfoS("Volume published", "volume", v.id, "target", target, "readonly", ro)
 	return nil
@@ -131,8 +134,8 @@ func (n *nodeService) publishMount(v *nodeVolume, dev, staging, target string, r
 // publishBlock bind mounts the device node onto target. A read-only bind mount does not stop
 // writes to a device node, so read-only is enforced with the device's own read-only flag; that
 // flag is per device, so read-only and read-write publishes of one volume cannot coexist here.
-func (n *nodeService) publishBlock(v *nodeVolume, dev, staged, target string, ro bool) error {
-	ok, err := n.repairStale(target, dev, true)
+func (n *nodeService) publishBlock(ctx context.Context, v *nodeVolume, dev, staged, target string, ro bool) error {
+	ok, err := n.repairStale(ctx, v.id, target, dev, true)
 	if err != nil {
 		return err
 	}
@@ -159,14 +162,14 @@ func (n *nodeService) publishBlock(v *nodeVolume, dev, staged, target string, ro
 			return status.Errorf(codes.Internal, "setting read-only=%v on %s: %v", ro, dev, err)
 		}
 	}
-	if err := n.bindDevice(dev, target, ro); err != nil {
+	if err := n.bindDevice(ctx, v.id, dev, target, ro); err != nil {
 		return err
 	}
 	klog.InfoS("Block volume published", "volume", v.id, "device", dev, "target", target, "readonly", ro)
 	return nil
 }
 
-func (n *nodeService) unpublishVolume(_ context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+func (n *nodeService) unpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err
@@ -174,13 +177,13 @@ func (n *nodeService) unpublishVolume(_ context.Context, req *csi.NodeUnpublishV
 	if err := checkPath("target path", target); err != nil {
 		return nil, err
 	}
-	unlock, err := n.lock(id)
+	unlock, err := n.lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
-	if err := n.unmountAll(target); err != nil {
-		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", id, err)
+	if err := n.unmountAll(ctx, id, target); err != nil {
+		return nil, nodeStatus(err, "unpublishing volume %s", id)
 	}
 	if err := n.removeMountPoint(target); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", id, err)

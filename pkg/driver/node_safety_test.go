@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -19,15 +21,37 @@ import (
 )
 
 // TestNodeLoopNeverFormatsOnAGuess: only a positive "blank" from blkid (exit status 2, no output)
-// leads to mkfs; every other answer fails the stage and leaves the device as it was.
+// on a device whose first and last MiB read back as zeros leads to mkfs; every other answer fails
+// the stage and leaves the device as it was.
 func TestNodeLoopNeverFormatsOnAGuess(t *testing.T) {
+	const volSize = 512 << 20
 	tests := []struct {
 		name    string
 		prepare func(t *testing.T, file string)     // writes something onto the backing file
 		blkid   func(args []string) ([]byte, error) // nil: the real blkid
-		fs      string
-		want    codes.Code
+		// attached runs once the device is attached, before anything reads it.
+		attached func(t *testing.T, file, dev string)
+		fs       string
+		want     codes.Code
+		wantMsg  string // in the error message
 	}{
+		// blkid -p exits 2 with no output on a device it cannot read, exactly as on a blank one:
+		// a loop device whose backing file shrank after the attach fails reads past the new end
+		// with EIO, as an NVMe namespace does when its path goes away.
+		{name: "device unreadable", want: codes.Internal, wantMsg: "could not be read", attached: func(t *testing.T, file, dev string) {
+			must(t, os.Truncate(file, 0))
+			wantBlkidBlank(t, dev)
+		}},
+		{name: "device unreadable at its end", want: codes.Internal, wantMsg: "could not be read", attached: func(t *testing.T, file, dev string) {
+			must(t, os.Truncate(file, 1<<20))
+			wantBlkidBlank(t, dev)
+		}},
+		{name: "unknown data in the first MiB", want: codes.FailedPrecondition, wantMsg: "is not blank", prepare: func(t *testing.T, file string) {
+			writeAt(t, file, bytes.Repeat([]byte("user data, no signature "), 100), 300<<10)
+		}, attached: func(t *testing.T, _, dev string) { wantBlkidBlank(t, dev) }},
+		{name: "unknown data in the last MiB", want: codes.FailedPrecondition, wantMsg: "is not blank", prepare: func(t *testing.T, file string) {
+			writeAt(t, file, []byte{0x01}, volSize-1)
+		}, attached: func(t *testing.T, _, dev string) { wantBlkidBlank(t, dev) }},
 		{name: "blkid fails", want: codes.Internal, blkid: func([]string) ([]byte, error) {
 			return []byte("blkid: error: /dev/loop9: Input/output error"), testingexec.FakeExitError{Status: 4}
 		}},
@@ -62,24 +86,33 @@ func TestNodeLoopNeverFormatsOnAGuess(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newNodeEnv(t)
 			id := "pvc-guess"
-			file := e.newVolume(t, id, 512<<20)
+			file := e.newVolume(t, id, volSize)
 			if tc.prepare != nil {
 				tc.prepare(t, file)
 			}
 			if tc.blkid != nil {
 				e.exec.answer["blkid"] = tc.blkid
 			}
-			before := checksumHead(t, file)
+			var before []byte
+			e.ns.initiator = &hookInitiator{Initiator: e.loop, connected: func(dev string) {
+				if tc.attached != nil {
+					tc.attached(t, file, dev)
+				}
+				before = fileEdges(t, file)
+			}}
 			fs := tc.fs
 			if fs == "" {
 				fs = "ext4"
 			}
 			err := e.stage(id, nodeMountCap(fs, snw))
 			nodeWantCode(t, err, tc.want)
+			if !strings.Contains(err.Error(), tc.wantMsg) {
+				t.Fatalf("error %q does not say %q", err, tc.wantMsg)
+			}
 			if e.exec.ran("mkfs") {
 				t.Fatalf("mkfs ran: %v", e.exec.commands)
 			}
-			if !bytes.Equal(before, checksumHead(t, file)) {
+			if !bytes.Equal(before, fileEdges(t, file)) {
 				t.Fatal("the device was written to")
 			}
 			if mps := mountsUnder(t, e.base); len(mps) != 0 {
@@ -98,16 +131,48 @@ func writeAt(t *testing.T, file string, b []byte, off int64) {
 	must(t, f.Close())
 }
 
-// checksumHead returns the first MiB of the file, where every signature and superblock lives.
-func checksumHead(t *testing.T, file string) []byte {
+// fileEdges returns the size and the first and last MiB of the file (as much as there is), where
+// every signature and superblock lives.
+func fileEdges(t *testing.T, file string) []byte {
 	t.Helper()
 	f, err := os.Open(file)
 	must(t, err)
 	defer f.Close()
-	b := make([]byte, 1<<20)
-	_, err = f.ReadAt(b, 0)
+	fi, err := f.Stat()
 	must(t, err)
-	return b
+	size := fi.Size()
+	head := make([]byte, min(size, 1<<20))
+	_, err = f.ReadAt(head, 0)
+	must(t, err)
+	tail := make([]byte, min(size, 1<<20))
+	_, err = f.ReadAt(tail, size-int64(len(tail)))
+	must(t, err)
+	return append(append([]byte(strconv.FormatInt(size, 10)+":"), head...), tail...)
+}
+
+// wantBlkidBlank checks that blkid -p, on its own, would let dev be formatted (exit status 2, no
+// output): what stops the stage in these cases is the driver's own read of the device.
+func wantBlkidBlank(t *testing.T, dev string) {
+	t.Helper()
+	out, err := exec.Command("blkid", "-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", dev).CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || len(bytes.TrimSpace(out)) != 0 {
+		t.Fatalf("blkid -p %s = %q, %v; the test needs a device blkid calls blank", dev, out, err)
+	}
+}
+
+// hookInitiator runs connected once a volume is attached, before the node service reads it.
+type hookInitiator struct {
+	nvme.Initiator
+	connected func(dev string)
+}
+
+func (h *hookInitiator) Connect(ctx context.Context, tg nvme.Target) (string, error) {
+	dev, err := h.Initiator.Connect(ctx, tg)
+	if err == nil && h.connected != nil {
+		h.connected(dev)
+	}
+	return dev, err
 }
 
 func TestNodeLoopStaleStagingRepair(t *testing.T) {

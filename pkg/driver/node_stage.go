@@ -33,7 +33,7 @@ func (n *nodeService) stageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := n.lock(v.id)
+	unlock, err := n.lock(ctx, v.id)
 	if err != nil {
 		return nil, err
 	}
@@ -52,14 +52,14 @@ func (n *nodeService) stage(ctx context.Context, v *nodeVolume, staging string) 
 	}
 	n.clearStaleReadOnly(v.id, dev)
 	if v.block {
-		return n.stageBlock(v, dev, staging)
+		return n.stageBlock(ctx, v, dev, staging)
 	}
 	return n.stageMount(ctx, v, dev, staging)
 }
 
 // repairStale unmounts path while it holds something other than the volume's current device, and
 // reports whether the current device is already mounted there.
-func (n *nodeService) repairStale(path, dev string, block bool) (bool, error) {
+func (n *nodeService) repairStale(ctx context.Context, id, path, dev string, block bool) (bool, error) {
 	for i := 0; i < maxStackedMounts; i++ {
 		state, why, err := n.checkMount(path, dev, block)
 		if err != nil {
@@ -72,15 +72,15 @@ func (n *nodeService) repairStale(path, dev string, block bool) (bool, error) {
 			return false, nil
 		}
 		klog.InfoS("Stale mount found, unmounting it", "path", path, "reason", why)
-		if err := n.mounter.Unmount(path); err != nil {
-			return false, status.Errorf(codes.Internal, "unmounting stale mount %s (%s): %v", path, why, err)
+		if err := n.unmount(ctx, id, path); err != nil {
+			return false, nodeStatus(err, "unmounting stale mount %s (%s)", path, why)
 		}
 	}
 	return false, status.Errorf(codes.Internal, "%s still has stale mounts after %d unmounts", path, maxStackedMounts)
 }
 
 func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, staging string) error {
-	ok, err := n.repairStale(staging, dev, false)
+	ok, err := n.repairStale(ctx, v.id, staging, dev, false)
 	if err != nil {
 		return err
 	}
@@ -104,13 +104,22 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		if v.readOnly {
 			return status.Errorf(codes.FailedPrecondition, "volume %s is blank and cannot be formatted for a read-only access mode", v.id)
 		}
+		if err := confirmBlank(v.id, dev); err != nil {
+			return err
+		}
 		klog.InfoS("Formatting blank volume", "volume", v.id, "device", dev, "fsType", v.fsType)
-		if err := n.mounter.FormatAndMount(dev, staging, v.fsType, opts); err != nil {
-			return status.Errorf(codes.Internal, "formatting and mounting volume %s (%s) at %s: %v", v.id, dev, staging, err)
+		err := n.bounded(ctx, v.id, "formatting and mounting "+dev+" at "+staging, n.formatTimeout+n.mountTimeout, func() error {
+			return n.mounter.FormatAndMountSensitiveWithFormatOptions(dev, staging, v.fsType, opts, nil, formatOptions(v.fsType))
+		})
+		if err != nil {
+			return nodeStatus(err, "formatting and mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
 	case v.fsType:
-		if err := n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults")); err != nil {
-			return status.Errorf(codes.Internal, "mounting volume %s (%s) at %s: %v", v.id, dev, staging, err)
+		err := n.bounded(ctx, v.id, "mounting "+dev+" at "+staging, n.mountTimeout, func() error {
+			return n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults"))
+		})
+		if err != nil {
+			return nodeStatus(err, "mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
 	default:
 		return status.Errorf(codes.FailedPrecondition, "volume %s holds %s, not the requested %s: it is neither formatted nor mounted", v.id, existing, v.fsType)
@@ -156,12 +165,41 @@ func (n *nodeService) probeFilesystem(ctx context.Context, dev string) (string, 
 	return fsType, nil
 }
 
-func (n *nodeService) stageBlock(v *nodeVolume, dev, staging string) error {
+// confirmBlank fails the stage unless the ends of dev read back as zeros: blkid's "blank" is only
+// believed when the device can be read and holds nothing there.
+func confirmBlank(id, dev string) error {
+	err := deviceEdgesBlank(dev)
+	var nb *notBlankError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nb):
+		return status.Errorf(codes.FailedPrecondition, "volume %s is not blank: blkid found no filesystem on %s, but %v within its first or last MiB; nothing was formatted", id, dev, err)
+	default:
+		return status.Errorf(codes.Internal, "volume %s: %s could not be read to confirm that it is blank, so nothing was formatted: %v", id, dev, err)
+	}
+}
+
+// formatOptions are the mkfs options put before mount-utils' own (-F -m0 for ext4, -f for xfs).
+// mkfs discards the whole device by default: on a volume that is not blank after all, that erases
+// what the blank check cannot see, and on the RDS a discard of a whole volume is a long, heavy
+// operation for nothing (the file is already sparse).
+func formatOptions(fsType string) []string {
+	switch fsType {
+	case "ext4", "ext3":
+		return []string{"-E", "nodiscard"}
+	case "xfs":
+		return []string{"-K"}
+	}
+	return nil
+}
+
+func (n *nodeService) stageBlock(ctx context.Context, v *nodeVolume, dev, staging string) error {
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		return status.Errorf(codes.Internal, "creating staging path %s: %v", staging, err)
 	}
 	mark := blockStagingFile(staging, v.id)
-	ok, err := n.repairStale(mark, dev, true)
+	ok, err := n.repairStale(ctx, v.id, mark, dev, true)
 	if err != nil {
 		return err
 	}
@@ -169,7 +207,7 @@ func (n *nodeService) stageBlock(v *nodeVolume, dev, staging string) error {
 		klog.V(4).InfoS("Volume already staged", "volume", v.id, "staging", mark, "device", dev)
 		return nil
 	}
-	if err := n.bindDevice(dev, mark, false); err != nil {
+	if err := n.bindDevice(ctx, v.id, dev, mark, false); err != nil {
 		return err
 	}
 	klog.InfoS("Block volume staged", "volume", v.id, "device", dev, "staging", mark)
@@ -177,7 +215,7 @@ func (n *nodeService) stageBlock(v *nodeVolume, dev, staging string) error {
 }
 
 // bindDevice bind mounts a device node onto a file, creating the file if needed.
-func (n *nodeService) bindDevice(dev, file string, ro bool) error {
+func (n *nodeService) bindDevice(ctx context.Context, id, dev, file string, ro bool) error {
 	if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
 		return status.Errorf(codes.Internal, "creating %s: %v", filepath.Dir(file), err)
 	}
@@ -198,8 +236,11 @@ func (n *nodeService) bindDevice(dev, file string, ro bool) error {
 	if ro {
 		opts = append(opts, "ro")
 	}
-	if err := n.mounter.Mount(dev, file, "", opts); err != nil {
-		return status.Errorf(codes.Internal, "bind mounting %s onto %s: %v", dev, file, err)
+	err = n.bounded(ctx, id, "bind mounting "+dev+" onto "+file, n.mountTimeout, func() error {
+		return n.mounter.Mount(dev, file, "", opts)
+	})
+	if err != nil {
+		return nodeStatus(err, "bind mounting %s onto %s", dev, file)
 	}
 	return nil
 }
@@ -212,7 +253,7 @@ func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	if err := checkPath("staging target path", staging); err != nil {
 		return nil, err
 	}
-	unlock, err := n.lock(id)
+	unlock, err := n.lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -220,12 +261,12 @@ func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 
 	// The filesystem first: while it is mounted, <staging>/<id> is a path inside the user's
 	// filesystem and must not be touched.
-	if err := n.unmountAll(staging); err != nil {
-		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
+	if err := n.unmountAll(ctx, id, staging); err != nil {
+		return nil, nodeStatus(err, "unstaging volume %s", id)
 	}
 	mark := blockStagingFile(staging, id)
-	if err := n.unmountAll(mark); err != nil {
-		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
+	if err := n.unmountAll(ctx, id, mark); err != nil {
+		return nil, nodeStatus(err, "unstaging volume %s", id)
 	}
 	if err := n.removeMountPoint(mark); err != nil {
 		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
@@ -251,6 +292,13 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 	}
 	dev, err := n.initiator.Device(ctx, nqn)
 	if errors.Is(err, nvme.ErrNotConnected) {
+		// No block device, but possibly a controller: one that connected and never got its
+		// namespace (the stage failed waiting for it), or one whose namespace went away. Nothing
+		// on this node can be using it, and left alone it would reconnect to the RDS forever
+		// (ctrl_loss_tmo -1). Disconnect is a no-op when no controller exists for the NQN.
+		if err := n.initiator.Disconnect(ctx, nqn); err != nil {
+			return nodeStatus(err, "disconnecting volume %s, which has no block device on this node", id)
+		}
 		return nil
 	}
 	if err != nil {

@@ -93,7 +93,7 @@ func (n *nodeService) expandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if err := checkVolumePath(p); err != nil {
 		return nil, err
 	}
-	unlock, err := n.lock(id)
+	unlock, err := n.lock(ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -212,8 +212,16 @@ func TestNodeRequestValidation(t *testing.T) {
 			if strings.HasPrefix(tc.name, "stage:") && tc.want == codes.InvalidArgument && tc.name != "stage: initiator refuses the target" && len(ini.targets) > 0 {
 				t.Fatalf("an invalid request reached the initiator: %v", ini.targets)
 			}
-			if len(ini.disconnects) > 0 {
+			// A refused request disconnects nothing. An unstage that succeeds asks the initiator
+			// to disconnect the volume's own NQN even without a device (a controller may be
+			// left without its namespace); the initiator does nothing when nothing is connected.
+			if tc.want != codes.OK && len(ini.disconnects) > 0 {
 				t.Fatalf("disconnected %v", ini.disconnects)
+			}
+			for _, nqn := range ini.disconnects {
+				if nqn != "nqn.2000-02.com.mikrotik:"+vid {
+					t.Fatalf("disconnected %s, not the volume's NQN", nqn)
+				}
 			}
 		})
 	}
