@@ -15,7 +15,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/crypto/ssh"
 	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/driver"
@@ -102,14 +101,7 @@ func newRDSClient(o *options, reg prometheus.Registerer) (*rds.Client, error) {
 		Address: o.rdsAddress, User: o.rdsUser, Signer: signer,
 		KnownHostsFile: o.rdsKnownHosts, InsecureSkipHostKeyVerification: o.rdsInsecure,
 		MaxSessions: o.rdsMaxSessions, CommandTimeout: o.rdsCommandTimeout, KeepaliveInterval: o.rdsKeepalive,
-		Registerer: reg,
-	}
-	if o.rdsHostKey != "" {
-		key, _, _, _, err := ssh.ParseAuthorizedKey([]byte(o.rdsHostKey))
-		if err != nil {
-			return nil, fmt.Errorf("--rds-host-key: %w", err)
-		}
-		cfg.HostKey = key
+		HostKey: o.hostKey, Registerer: reg,
 	}
 	return rds.NewClient(cfg)
 }

@@ -5,11 +5,16 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/url"
+	"strconv"
 	"time"
+
+	"golang.org/x/crypto/ssh"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
 	"github.com/srvlab/rds-csi/pkg/rds"
+	"github.com/srvlab/rds-csi/pkg/routeros"
 )
 
 // options are the command-line flags; every one is documented in README.md.
@@ -48,6 +53,8 @@ type options struct {
 	keepAliveTmo   int
 	nvmeTimeout    time.Duration
 	knownNodes     stringList
+
+	hostKey ssh.PublicKey // --rds-host-key, parsed by validate
 }
 
 type stringList []string
@@ -93,29 +100,41 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.Var(&o.knownNodes, "known-node", "without Kubernetes: a node ID that may take attachments (repeatable; the local node is always known)")
 }
 
+// validate checks the flags and fills in derived values (the NVMe address, the parsed host key).
+// Everything that can be refused from the flags alone is refused here, so that a mistake stops the
+// process at start with exit status 2 instead of surfacing later as a failed RDS connection, a
+// driver that never serves, or a duration of 0 that a library would silently read as its default.
 func (o *options) validate() error {
 	switch o.mode {
 	case "controller", "node", "all":
 	default:
 		return fmt.Errorf("--mode must be controller, node or all, not %q", o.mode)
 	}
+	if err := validateEndpoint(o.endpoint); err != nil {
+		return err
+	}
 	if o.controller() {
-		if o.rdsAddress == "" || o.rdsKeyFile == "" {
-			return errors.New("--rds-address and --rds-key-file are required for the controller")
-		}
-		if o.rdsKnownHosts == "" && o.rdsHostKey == "" && !o.rdsInsecure {
-			return errors.New("give --rds-known-hosts or --rds-host-key so that the RDS host key can be verified")
-		}
-		if o.nvmeAddress == "" {
-			host, _, err := net.SplitHostPort(o.rdsAddress)
-			if err != nil {
-				return fmt.Errorf("--rds-address: %w", err)
-			}
-			o.nvmeAddress = host
+		if err := o.validateController(); err != nil {
+			return err
 		}
 	}
 	if o.node() && o.nodeID == "" {
 		return errors.New("--node-id is required for node and all modes")
+	}
+	// The volume defaults are checked in every mode because driver.New checks them in every mode.
+	if err := routeros.ValidatePath(o.volumePath); err != nil {
+		return fmt.Errorf("--volume-path: %w", err)
+	}
+	if err := routeros.ValidatePort(o.nvmePort); err != nil {
+		return fmt.Errorf("--nvme-port: %w", err)
+	}
+	switch o.fsType {
+	case "ext4", "xfs":
+	default:
+		return fmt.Errorf("--default-fs-type must be ext4 or xfs, not %q", o.fsType)
+	}
+	if o.nvmeTimeout <= 0 {
+		return fmt.Errorf("--nvme-command-timeout must be positive, not %v", o.nvmeTimeout)
 	}
 	switch o.nvmeBackend {
 	case "nvme":
@@ -125,6 +144,79 @@ func (o *options) validate() error {
 		}
 	default:
 		return fmt.Errorf("--nvme-backend must be nvme or loop, not %q", o.nvmeBackend)
+	}
+	if o.metricsAddress != "" {
+		// A bad address would otherwise only be logged by the metrics goroutine while the driver
+		// runs on without metrics.
+		if _, _, err := net.SplitHostPort(o.metricsAddress); err != nil {
+			return fmt.Errorf("--metrics-address: %w", err)
+		}
+	}
+	return nil
+}
+
+// validateController checks what only the controller uses: the RDS connection and the
+// attachment reconciler.
+func (o *options) validateController() error {
+	if o.rdsAddress == "" || o.rdsKeyFile == "" {
+		return errors.New("--rds-address and --rds-key-file are required for the controller")
+	}
+	if o.rdsKnownHosts == "" && o.rdsHostKey == "" && !o.rdsInsecure {
+		return errors.New("give --rds-known-hosts or --rds-host-key so that the RDS host key can be verified")
+	}
+	host, port, err := net.SplitHostPort(o.rdsAddress)
+	if err != nil {
+		return fmt.Errorf("--rds-address: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || routeros.ValidatePort(n) != nil {
+		return fmt.Errorf("--rds-address: port %q is not a number in 1-65535", port)
+	}
+	if o.rdsHostKey != "" {
+		if o.hostKey, _, _, _, err = ssh.ParseAuthorizedKey([]byte(o.rdsHostKey)); err != nil {
+			return fmt.Errorf("--rds-host-key: %w", err)
+		}
+	}
+	if o.rdsMaxSessions < 1 {
+		return fmt.Errorf("--rds-max-sessions must be at least 1, not %d", o.rdsMaxSessions)
+	}
+	// pkg/rds and pkg/attachment read a zero or negative duration as "use the default" (or, for
+	// the reconcile interval, "never"): a flag given as 0 must not quietly mean something else.
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"--rds-command-timeout", o.rdsCommandTimeout},
+		{"--rds-copy-timeout", o.rdsCopyTimeout},
+		{"--rds-keepalive-interval", o.rdsKeepalive},
+		{"--reconcile-interval", o.reconcileInterval},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive, not %v", d.flag, d.v)
+		}
+	}
+	if o.nvmeAddress == "" {
+		o.nvmeAddress = host
+	}
+	return nil
+}
+
+// validateEndpoint checks the CSI endpoint the way driver.Listen will read it.
+func validateEndpoint(endpoint string) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return fmt.Errorf("--endpoint: %w", err)
+	}
+	switch u.Scheme {
+	case "unix":
+		if u.Path == "" && u.Host == "" {
+			return fmt.Errorf("--endpoint %q: no socket path", endpoint)
+		}
+	case "tcp":
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return fmt.Errorf("--endpoint %q: %w", endpoint, err)
+		}
+	default:
+		return fmt.Errorf("--endpoint %q: scheme must be unix or tcp", endpoint)
 	}
 	return nil
 }
