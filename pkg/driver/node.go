@@ -36,6 +36,10 @@ type NodeConfig struct {
 	// MountTimeout bounds how long a call waits for one mount or umount (2m), and for one left
 	// running by an earlier call. The gRPC deadline of the call bounds it too.
 	MountTimeout time.Duration
+	// StateDir keeps the node's own records across restarts of the plugin (the format journal);
+	// it must survive them (a hostPath in a pod). Empty: no records, and a format interrupted
+	// half-way leaves a volume that only an operator can stage again.
+	StateDir string
 	// MountInfoPath and SysfsRoot are for tests: /proc/self/mountinfo and /sys by default.
 	MountInfoPath string
 	SysfsRoot     string
@@ -51,6 +55,7 @@ type nodeService struct {
 	mountInfo string
 	sysfs     string
 	locks     *inflight
+	journal   formatJournal
 	// mountTimeout and formatTimeout bound the waits for mount(8), umount(8) and mkfs.
 	mountTimeout, formatTimeout time.Duration
 	pendingMu                   sync.Mutex
@@ -107,6 +112,7 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 		locks:     newInflight(),
 		pending:   map[string]*pendingOp{},
 
+		journal:       formatJournal{dir: cfg.StateDir},
 		mountTimeout:  cfg.MountTimeout,
 		formatTimeout: cfg.FormatTimeout,
 		stat:          os.Stat,

@@ -105,7 +105,15 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 			return status.Errorf(codes.FailedPrecondition, "volume %s is blank and cannot be formatted for a read-only access mode", v.id)
 		}
 		if err := confirmBlank(v.id, dev); err != nil {
-			return err
+			again, since := n.journal.interrupted(v.id)
+			if !again || status.Code(err) != codes.FailedPrecondition {
+				return err
+			}
+			klog.InfoS("Formatting again a volume whose format by this node was interrupted: it was blank before that format began, and only that format wrote to it",
+				"volume", v.id, "device", dev, "formatBegan", since)
+		}
+		if err := n.journal.begin(v.id, dev); err != nil {
+			return status.Errorf(codes.Internal, "volume %s: cannot record the format about to begin, so nothing was formatted: %v", v.id, err)
 		}
 		klog.InfoS("Formatting blank volume", "volume", v.id, "device", dev, "fsType", v.fsType)
 		err := n.bounded(ctx, v.id, "formatting and mounting "+dev+" at "+staging, n.formatTimeout+n.mountTimeout, func() error {
@@ -114,7 +122,9 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		if err != nil {
 			return nodeStatus(err, "formatting and mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
+		n.journal.done(v.id)
 	case v.fsType:
+		n.journal.done(v.id) // a format that completed before its record could be removed
 		err := n.bounded(ctx, v.id, "mounting "+dev+" at "+staging, n.mountTimeout, func() error {
 			return n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults"))
 		})
