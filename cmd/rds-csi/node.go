@@ -21,5 +21,5 @@ func newNodeConfig(o *options) (*driver.NodeConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &driver.NodeConfig{Initiator: ini}, nil
+	return &driver.NodeConfig{Initiator: ini, MountTimeout: o.mountTimeout, StateDir: o.nodeStateDir}, nil
 }

@@ -52,6 +52,8 @@ type options struct {
 	reconnectDelay int
 	keepAliveTmo   int
 	nvmeTimeout    time.Duration
+	mountTimeout   time.Duration
+	nodeStateDir   string
 	knownNodes     stringList
 
 	hostKey ssh.PublicKey // --rds-host-key, parsed by validate
@@ -97,6 +99,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.IntVar(&o.reconnectDelay, "nvme-reconnect-delay", 2, "default reconnect delay seconds")
 	fs.IntVar(&o.keepAliveTmo, "nvme-keep-alive-tmo", 5, "default keep-alive timeout seconds")
 	fs.DurationVar(&o.nvmeTimeout, "nvme-command-timeout", 30*time.Second, "deadline for one nvme-cli or losetup call")
+	fs.DurationVar(&o.mountTimeout, "mount-timeout", 2*time.Minute, "longest wait for one mount or umount (or one left running by an earlier call); past it the call returns DeadlineExceeded and the next call for the volume waits for it")
+	fs.StringVar(&o.nodeStateDir, "node-state-dir", "/var/lib/rds-csi", "node: directory for records that must survive a restart of the plugin (a format under way); empty disables them")
 	fs.Var(&o.knownNodes, "known-node", "without Kubernetes: a node ID that may take attachments (repeatable; the local node is always known)")
 }
 
@@ -132,6 +136,9 @@ func (o *options) validate() error {
 	case "ext4", "xfs":
 	default:
 		return fmt.Errorf("--default-fs-type must be ext4 or xfs, not %q", o.fsType)
+	}
+	if o.mountTimeout <= 0 {
+		return fmt.Errorf("--mount-timeout must be positive, not %v", o.mountTimeout)
 	}
 	if o.nvmeTimeout <= 0 {
 		return fmt.Errorf("--nvme-command-timeout must be positive, not %v", o.nvmeTimeout)

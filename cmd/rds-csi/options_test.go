@@ -73,6 +73,8 @@ func TestFlagDefaults(t *testing.T) {
 		"nvme-reconnect-delay":                    "2",
 		"nvme-keep-alive-tmo":                     "5",
 		"nvme-command-timeout":                    "30s",
+		"mount-timeout":                           "2m0s",
+		"node-state-dir":                          "/var/lib/rds-csi",
 		"known-node":                              "[]",
 	}
 	fs := flag.NewFlagSet("rds-csi", flag.ContinueOnError)
@@ -113,7 +115,7 @@ func TestParsedDefaults(t *testing.T) {
 		rdsMaxSessions: 8, rdsCommandTimeout: 30 * time.Second, rdsCopyTimeout: 30 * time.Minute, rdsKeepalive: 15 * time.Second,
 		reconcileInterval: 5 * time.Minute,
 		volumePath:        "/storage-pool/kubernetes-volumes", nvmeAddress: "10.0.0.1", nvmePort: 4420, fsType: "ext4",
-		nvmeBackend: "nvme", ctrlLossTmo: -1, reconnectDelay: 2, keepAliveTmo: 5, nvmeTimeout: 30 * time.Second,
+		nvmeBackend: "nvme", ctrlLossTmo: -1, reconnectDelay: 2, keepAliveTmo: 5, nvmeTimeout: 30 * time.Second, mountTimeout: 2 * time.Minute, nodeStateDir: "/var/lib/rds-csi",
 	}
 	if !reflect.DeepEqual(*o, want) {
 		t.Errorf("parsed defaults:\n got %+v\nwant %+v", *o, want)
@@ -205,6 +207,8 @@ func TestValidate(t *testing.T) {
 			return ""
 		}},
 		{name: "controller durations ignored in node mode", args: with(nodeArgs, "--rds-copy-timeout", "0", "--reconcile-interval", "-1s")},
+		{name: "mount timeout zero", args: with(nodeArgs, "--mount-timeout", "0"), wantErr: "--mount-timeout must be positive"},
+		{name: "node state dir may be disabled", args: with(nodeArgs, "--node-state-dir", "")},
 		{name: "nvme command timeout zero", args: with(nodeArgs, "--nvme-command-timeout", "0"), wantErr: "--nvme-command-timeout must be positive"},
 		{name: "nvme command timeout not a duration", args: with(nodeArgs, "--nvme-command-timeout", "soon"), wantErr: "nvme-command-timeout"},
 

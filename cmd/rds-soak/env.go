@@ -106,7 +106,7 @@ func newEnv(ctx context.Context, c *config, onCrash func(string)) (_ *env, err e
 	args := []string{"--mode", "all", "--endpoint", "unix://" + e.sock, "--node-id", localNode,
 		"--rds-address", e.sim.Addr(), "--rds-key-file", keyFile, "--rds-host-key", hostKey,
 		"--rds-command-timeout", c.rdsTimeout.String(), "--rds-keepalive-interval", "2s",
-		"--nvme-backend", "loop", "--loop-root", e.data, "--v", "2"}
+		"--nvme-backend", "loop", "--loop-root", e.data, "--node-state-dir", filepath.Join(dir, "node-state"), "--v", "2"}
 	for _, n := range nodes[1:] {
 		args = append(args, "--known-node", n)
 	}
