@@ -10,7 +10,7 @@ import (
 	"github.com/srvlab/rds-csi/pkg/routeros"
 )
 
-// toStatus keeps the meaning of a backend error (DESIGN.md, principle 3). gRPC status errors pass
+// toStatus keeps the meaning of a backend error (docs/design.md, principle 3). gRPC status errors pass
 // through as they are; an outage never becomes NotFound.
 func toStatus(err error, what string) error {
 	if err == nil {

@@ -1,3 +1,3 @@
 // Package routeros builds validated RouterOS CLI commands for the RDS and parses what the RDS prints
-// back, tolerating every output quirk documented in docs/routeros-protocol.md.
+// back, tolerating every output quirk documented in docs/routeros.md.
 package routeros

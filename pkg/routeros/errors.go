@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// Kind classifies a failure so that callers can keep its meaning (DESIGN.md, principle 3).
+// Kind classifies a failure so that callers can keep its meaning (docs/design.md, principle 3).
 type Kind int
 
 // The kinds of failure a RouterOS command can have.
@@ -116,7 +116,7 @@ var errorPatterns = []struct {
 }
 
 // failurePrefixes are the line starts that mark a failed command, on stdout or stderr alike. Every
-// error text of routeros-protocol.md is here, also without its `failure:` prefix.
+// error text docs/routeros.md lists as seen on hardware is here, also without its `failure:` prefix.
 var failurePrefixes = []string{
 	"failure:", "bad command name", "syntax error", "expected end of command", "invalid ",
 	"input does not match", "no such item", "not enough space", "file already exists",

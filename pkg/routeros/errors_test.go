@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// Error texts from docs/routeros-protocol.md and docs/simulator.md, with the kind each must map to.
+// Error texts from docs/routeros.md and docs/simulator.md, with the kind each must map to.
 var docErrorTexts = []struct {
 	text string
 	kind Kind

@@ -15,7 +15,7 @@ import (
 )
 
 // ---------------------------------------------------------------------------------------------
-// Seed corpus. Every sample of docs/routeros-protocol.md is committed under testdata/fuzz/<Fuzz>/
+// Seed corpus. Every output sample of docs/routeros.md is committed under testdata/fuzz/<Fuzz>/
 // as a `go test fuzz v1` file; TestSeedCorpus checks that the files are there and current.
 // Regenerate them with: ROUTEROS_WRITE_CORPUS=1 go test -run TestSeedCorpus ./pkg/routeros/
 // ---------------------------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import (
 	"testing"
 )
 
-// Samples from docs/routeros-protocol.md, verbatim. The fuzz seed corpus under testdata/fuzz holds
-// the same texts (see fuzz_test.go).
+// Output captured from real RDS units, verbatim (docs/routeros.md shows them, the disk shortened).
+// The fuzz seed corpus under testdata/fuzz holds the same texts (see fuzz_test.go).
 const (
 	sampleDiskDetail = `Flags: ...
  0   type=file slot="pvc-test-123" slot-default="" parent="" fs=-
