@@ -16,6 +16,7 @@ import (
 	"github.com/srvlab/rds-csi/pkg/driver"
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // csiController is the controller service over a real gRPC unix socket.
@@ -96,7 +97,7 @@ func benchController(ctx context.Context, o benchOptions) error {
 		// The same RouterOS commands the driver issues, straight through the client.
 		slot := fmt.Sprintf("pvc-raw-%d", i)
 		path := "/storage-pool/kubernetes-volumes/" + slot + ".img"
-		add, _ := routeros.DiskAdd(routeros.DiskSpec{Slot: slot, FilePath: path, Size: 1 << 30, Export: true, Port: 4420, NQN: routeros.NQNForSlot(slot)})
+		add, _ := routeros.DiskAdd(routeros.DiskSpec{Slot: slot, FilePath: path, Size: 1 << 30, Export: true, Port: 4420, NQN: volid.NQN(slot)})
 		get, _ := routeros.DiskPrint(slot)
 		rm, _ := routeros.DiskRemove(slot)
 		frm, _ := routeros.FileRemove(path)

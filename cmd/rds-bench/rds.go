@@ -10,6 +10,7 @@ import (
 
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // runLoad calls op from n goroutines for d and returns every call's latency.
@@ -89,7 +90,7 @@ func benchRDS(ctx context.Context, o benchOptions) error {
 	st := rds.NewStorage(client)
 	slot := "pvc-bench-get"
 	if _, err := st.CreateDisk(ctx, routeros.DiskSpec{Slot: slot, FilePath: "/storage-pool/bench/" + slot + ".img", Size: 1 << 30,
-		Export: true, Port: 4420, NQN: routeros.NQNForSlot(slot)}); err != nil {
+		Export: true, Port: 4420, NQN: volid.NQN(slot)}); err != nil {
 		return err
 	}
 	cmd, _ := routeros.DiskPrint(slot)

@@ -14,7 +14,7 @@ import (
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
 	"github.com/srvlab/rds-csi/pkg/rds"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // options are the command-line flags; every one is documented in README.md.
@@ -126,10 +126,10 @@ func (o *options) validate() error {
 		return errors.New("--node-id is required for node and all modes")
 	}
 	// The volume defaults are checked in every mode because driver.New checks them in every mode.
-	if err := routeros.ValidatePath(o.volumePath); err != nil {
+	if err := volid.ValidatePath(o.volumePath); err != nil {
 		return fmt.Errorf("--volume-path: %w", err)
 	}
-	if err := routeros.ValidatePort(o.nvmePort); err != nil {
+	if err := volid.ValidatePort(o.nvmePort); err != nil {
 		return fmt.Errorf("--nvme-port: %w", err)
 	}
 	switch o.fsType {
@@ -175,7 +175,7 @@ func (o *options) validateController() error {
 	if err != nil {
 		return fmt.Errorf("--rds-address: %w", err)
 	}
-	if n, err := strconv.Atoi(port); err != nil || routeros.ValidatePort(n) != nil {
+	if n, err := strconv.Atoi(port); err != nil || volid.ValidatePort(n) != nil {
 		return fmt.Errorf("--rds-address: port %q is not a number in 1-65535", port)
 	}
 	if o.rdsHostKey != "" {

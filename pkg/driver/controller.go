@@ -11,7 +11,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/rds"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 const sizeAlign = 1 << 20 // volumes are whole MiB: NVMe namespaces want whole blocks, users whole units
@@ -24,13 +24,6 @@ func (d *Driver) ControllerGetCapabilities(context.Context, *csi.ControllerGetCa
 			Rpc: &csi.ControllerServiceCapability_RPC{Type: c}}})
 	}
 	return &csi.ControllerGetCapabilitiesResponse{Capabilities: caps}, nil
-}
-
-func (d *Driver) lock(key string) error {
-	if !d.inflight.tryAcquire(key) {
-		return status.Errorf(codes.Aborted, "an operation on %s is already in progress", key)
-	}
-	return nil
 }
 
 // sizeFor turns a capacity range into an exact size: the required bytes rounded up to a MiB,
@@ -50,8 +43,8 @@ func sizeFor(cr *csi.CapacityRange, def int64) (int64, error) {
 			size = lim
 		}
 	}
-	if size < routeros.MinFileSize {
-		size = routeros.MinFileSize
+	if size < rds.MinDiskSize {
+		size = rds.MinDiskSize
 	}
 	if rounded := roundUp(size, sizeAlign); lim == 0 || rounded <= lim {
 		size = rounded
@@ -59,10 +52,10 @@ func sizeFor(cr *csi.CapacityRange, def int64) (int64, error) {
 		size = roundUp(size, 4096)
 	}
 	if lim > 0 && size > lim {
-		return 0, status.Errorf(codes.OutOfRange, "no volume size fits between %d and %d bytes (minimum %d, 4 KiB steps)", req, lim, routeros.MinFileSize)
+		return 0, status.Errorf(codes.OutOfRange, "no volume size fits between %d and %d bytes (minimum %d, 4 KiB steps)", req, lim, rds.MinDiskSize)
 	}
-	if size > routeros.MaxFileSize {
-		return 0, status.Errorf(codes.OutOfRange, "%d bytes is above the largest volume of %d bytes", size, routeros.MaxFileSize)
+	if size > rds.MaxDiskSize {
+		return 0, status.Errorf(codes.OutOfRange, "%d bytes is above the largest volume of %d bytes", size, rds.MaxDiskSize)
 	}
 	return size, nil
 }
@@ -81,9 +74,9 @@ func fitsRange(size int64, cr *csi.CapacityRange) bool {
 // CreateVolume implements csi.ControllerServer. It is idempotent by name: the volume ID is
 // derived from the name, so a retry finds the volume the first attempt made.
 func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest) (*csi.CreateVolumeResponse, error) {
-	id, err := volumeIDForName(req.GetName())
+	id, err := volid.VolumeIDForName(req.GetName())
 	if err != nil {
-		return nil, err
+		return nil, invalid("%v", err)
 	}
 	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return nil, err
@@ -100,14 +93,15 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
+	defer unlock()
 
-	spec := routeros.DiskSpec{
-		Slot: id, FilePath: rds.FilePathFor(params.VolumePath, id), Size: size,
-		Export: true, Port: params.NVMePort, NQN: routeros.NQNForSlot(id),
+	spec := rds.DiskSpec{
+		Slot: id, FilePath: volid.FilePath(params.VolumePath, id), Size: size,
+		Export: true, Port: params.NVMePort, NQN: volid.NQN(id),
 	}
 	var disk *rds.Disk
 	if sourceSlot != "" {
@@ -115,7 +109,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	} else {
 		disk, err = d.backend.CreateDisk(ctx, spec)
 	}
-	if routeros.IsAlreadyExists(err) && disk != nil {
+	if rds.IsAlreadyExists(err) && disk != nil {
 		// A retry, or a name reused: the same request is answered with the same volume, and
 		// anything that differs from what the RDS holds is a conflict.
 		if err := compatible(id, req, disk, spec); err != nil {
@@ -124,13 +118,13 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		err = nil
 	}
 	if err != nil {
-		return nil, toStatus(err, "creating "+describe(id))
+		return nil, toStatus(err, "creating volume %s", id)
 	}
 	klog.InfoS("Volume created", "volume", id, "name", req.GetName(), "bytes", disk.Size, "source", sourceSlot)
 	return &csi.CreateVolumeResponse{Volume: &csi.Volume{
 		VolumeId:      id,
 		CapacityBytes: disk.Size,
-		VolumeContext: params.volumeContext(disk.FilePath, routeros.NQNForSlot(id)),
+		VolumeContext: params.volumeContext(disk.FilePath, volid.NQN(id)),
 		ContentSource: req.GetVolumeContentSource(),
 	}}, nil
 }
@@ -139,7 +133,7 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 // range, and its backing file and NVMe/TCP port must be the ones the parameters ask for (the
 // volume context returned is built from the parameters, so a mismatch would send nodes to the
 // wrong place).
-func compatible(id string, req *csi.CreateVolumeRequest, disk *rds.Disk, spec routeros.DiskSpec) error {
+func compatible(id string, req *csi.CreateVolumeRequest, disk *rds.Disk, spec rds.DiskSpec) error {
 	switch {
 	case !fitsRange(disk.Size, req.GetCapacityRange()):
 		return status.Errorf(codes.AlreadyExists, "volume %s (name %q) exists with %d bytes, outside the requested range", id, req.GetName(), disk.Size)
@@ -158,13 +152,13 @@ func contentSourceSlot(src *csi.VolumeContentSource) (string, error) {
 		return "", nil
 	case src.GetSnapshot() != nil:
 		id := src.GetSnapshot().GetSnapshotId()
-		if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+		if !isSnapshotID(id) {
 			return "", status.Errorf(codes.NotFound, "snapshot %q not found", id)
 		}
 		return id, nil
 	case src.GetVolume() != nil:
 		id := src.GetVolume().GetVolumeId()
-		if err := validateVolumeID(id); err != nil {
+		if err := checkVolumeID(id); err != nil {
 			return "", status.Errorf(codes.NotFound, "source volume %q not found", id)
 		}
 		return id, nil
@@ -176,10 +170,10 @@ func contentSourceSlot(src *csi.VolumeContentSource) (string, error) {
 // createFromSource copies the source into a new volume. The source must exist even when the
 // volume does already (a repeat): the RDS does not record where a volume came from, so this is
 // how a repeat naming a missing source is refused instead of being echoed back.
-func (d *Driver) createFromSource(ctx context.Context, source string, spec routeros.DiskSpec, cr *csi.CapacityRange) (*rds.Disk, error) {
+func (d *Driver) createFromSource(ctx context.Context, source string, spec rds.DiskSpec, cr *csi.CapacityRange) (*rds.Disk, error) {
 	src, err := d.backend.GetDisk(ctx, source)
 	if err != nil {
-		if routeros.IsNotFound(err) {
+		if rds.IsNotFound(err) {
 			return nil, status.Errorf(codes.NotFound, "content source %s not found", source)
 		}
 		return nil, err
@@ -188,8 +182,8 @@ func (d *Driver) createFromSource(ctx context.Context, source string, spec route
 		if existing.Size < src.Size {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %s exists with %d bytes, smaller than its content source %s (%d bytes): it was not made from it", spec.Slot, existing.Size, source, src.Size)
 		}
-		return existing, &routeros.Error{Kind: routeros.KindAlreadyExists, Message: "volume exists"}
-	} else if !routeros.IsNotFound(err) {
+		return existing, &rds.Error{Kind: rds.KindAlreadyExists, Message: "volume exists"}
+	} else if !rds.IsNotFound(err) {
 		return nil, err
 	}
 	if spec.Size < src.Size {
@@ -205,19 +199,20 @@ func (d *Driver) createFromSource(ctx context.Context, source string, spec route
 // volume that is already gone is a success.
 func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest) (*csi.DeleteVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
+	defer unlock()
 	if nodes := d.attacher.PublishedNodes(id); len(nodes) > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published to %v", id, nodes)
 	}
-	fallback := rds.FilePathFor(d.opts.DefaultParams.withFallbacks().VolumePath, id)
+	fallback := volid.FilePath(d.opts.DefaultParams.withFallbacks().VolumePath, id)
 	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
-		return nil, toStatus(err, "deleting "+describe(id))
+		return nil, toStatus(err, "deleting volume %s", id)
 	}
 	klog.InfoS("Volume deleted", "volume", id)
 	return &csi.DeleteVolumeResponse{}, nil
@@ -227,7 +222,7 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 // still needs the node to grow its filesystem.
 func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.ControllerExpandVolumeRequest) (*csi.ControllerExpandVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	if req.GetCapacityRange() == nil {
@@ -242,13 +237,14 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
+	defer unlock()
 	disk, err := d.backend.ResizeDisk(ctx, id, size)
 	if err != nil {
-		return nil, toStatus(err, "expanding "+describe(id))
+		return nil, toStatus(err, "expanding volume %s", id)
 	}
 	nodeExpansion := req.GetVolumeCapability().GetBlock() == nil
 	klog.InfoS("Volume expanded", "volume", id, "bytes", disk.Size)
@@ -258,14 +254,14 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 // ValidateVolumeCapabilities implements csi.ControllerServer.
 func (d *Driver) ValidateVolumeCapabilities(ctx context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, invalid("volume capabilities are missing")
 	}
 	if _, err := d.backend.GetDisk(ctx, id); err != nil {
-		return nil, toStatus(err, "looking up "+describe(id))
+		return nil, toStatus(err, "looking up volume %s", id)
 	}
 	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
@@ -295,9 +291,9 @@ func (d *Driver) GetCapacity(ctx context.Context, req *csi.GetCapacityRequest) (
 	pool := poolOf(params.VolumePath)
 	c, err := d.backend.PoolCapacity(ctx, pool)
 	if err != nil {
-		return nil, toStatus(err, "reading capacity of pool "+pool)
+		return nil, toStatus(err, "reading capacity of pool %s", pool)
 	}
-	return &csi.GetCapacityResponse{AvailableCapacity: c.Free, MaximumVolumeSize: wrapperspb.Int64(min(c.Free, routeros.MaxFileSize))}, nil
+	return &csi.GetCapacityResponse{AvailableCapacity: c.Free, MaximumVolumeSize: wrapperspb.Int64(min(c.Free, rds.MaxDiskSize))}, nil
 }
 
 func volumeFromDisk(disk *rds.Disk, def Defaults) *csi.Volume {

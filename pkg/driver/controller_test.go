@@ -11,8 +11,9 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
+	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/rds/rdsfake"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 const gib = int64(1) << 30
@@ -128,7 +129,7 @@ func TestCreateVolumeIdempotentByName(t *testing.T) {
 		t.Fatalf("capacity %d, want exactly 1.5 GiB", r1.Volume.CapacityBytes)
 	}
 	vc := r1.Volume.VolumeContext
-	if vc[ContextNQN] != routeros.NQNForSlot(r1.Volume.VolumeId) || vc[ContextNVMeAddress] != "10.0.0.1" || vc[ContextNVMePort] != "4420" {
+	if vc[ContextNQN] != volid.NQN(r1.Volume.VolumeId) || vc[ContextNVMeAddress] != "10.0.0.1" || vc[ContextNVMePort] != "4420" {
 		t.Fatalf("volume context %v lacks what the node needs", vc)
 	}
 	r2, err := d.CreateVolume(ctx, createReq("data-1", 3*gib/2))
@@ -191,7 +192,7 @@ func TestCreateVolumeRepeatMustMatch(t *testing.T) {
 			// sources are addressed by volume ID
 			for _, r := range []*csi.CreateVolumeRequest{tc.first, tc.repeat} {
 				if v := r.GetVolumeContentSource().GetVolume(); v != nil && v.VolumeId != "pvc-nonexistent" {
-					id, err := volumeIDForName(v.VolumeId)
+					id, err := volid.VolumeIDForName(v.VolumeId)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -217,13 +218,13 @@ func TestCreateVolumeRepeatMustMatch(t *testing.T) {
 
 func TestBackendErrorsKeepTheirMeaning(t *testing.T) {
 	cases := []struct {
-		kind routeros.Kind
+		kind rds.Kind
 		code codes.Code
 	}{
-		{routeros.KindUnavailable, codes.Unavailable},
-		{routeros.KindDeadlineExceeded, codes.DeadlineExceeded},
-		{routeros.KindOutOfSpace, codes.ResourceExhausted},
-		{routeros.KindInternal, codes.Internal},
+		{rds.KindUnavailable, codes.Unavailable},
+		{rds.KindDeadlineExceeded, codes.DeadlineExceeded},
+		{rds.KindOutOfSpace, codes.ResourceExhausted},
+		{rds.KindInternal, codes.Internal},
 	}
 	for _, c := range cases {
 		t.Run(c.kind.String(), func(t *testing.T) {
@@ -233,7 +234,7 @@ func TestBackendErrorsKeepTheirMeaning(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			be.Err = routeros.Errorf(c.kind, "injected")
+			be.Err = &rds.Error{Kind: c.kind, Message: "injected"}
 			id := vol.Volume.VolumeId
 			_, err = d.CreateVolume(ctx, createReq("w", gib))
 			wantCode(t, err, c.code)
@@ -259,7 +260,7 @@ func TestProbeFollowsTheRDS(t *testing.T) {
 	if err != nil || !resp.GetReady().GetValue() {
 		t.Fatalf("Probe with a healthy RDS: %v %v", resp, err)
 	}
-	be.Err = routeros.Errorf(routeros.KindUnavailable, "down")
+	be.Err = &rds.Error{Kind: rds.KindUnavailable, Message: "down"}
 	resp, err = d.Probe(context.Background(), &csi.ProbeRequest{})
 	if err != nil || resp.GetReady().GetValue() {
 		t.Fatalf("Probe with the RDS down: %v %v, want not ready and no error", resp, err)
@@ -308,7 +309,7 @@ func TestConcurrentOperationsOnOneVolume(t *testing.T) {
 	})
 	t.Run("delete during create", func(t *testing.T) {
 		d, be, _ := newController(t)
-		id, _ := volumeIDForName("racy")
+		id, _ := volid.VolumeIDForName("racy")
 		hook, entered, release := blockingHook("create")
 		be.Hook = hook
 		errc := make(chan error, 1)
@@ -386,7 +387,7 @@ func TestPublishRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := resp.PublishContext
-	if pc[ContextNQN] != routeros.NQNForSlot(a) || pc[ContextNVMeAddress] != "10.0.0.1" || pc[ContextNVMePort] != "4420" || pc[ContextFilePath] == "" {
+	if pc[ContextNQN] != volid.NQN(a) || pc[ContextNVMeAddress] != "10.0.0.1" || pc[ContextNVMePort] != "4420" || pc[ContextFilePath] == "" {
 		t.Fatalf("publish context %v", pc)
 	}
 	if _, err := pub(a, "node-a", rwo, false); err != nil {

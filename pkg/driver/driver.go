@@ -94,6 +94,9 @@ func New(opts Options, backend rds.Backend, attacher Attacher, node *NodeConfig)
 		if err != nil {
 			return nil, err
 		}
+		// The node formats a volume whose capability and context name no fs type with the same
+		// default as the controller records for new volumes.
+		ns.defaultFSType = opts.DefaultParams.FSType
 		d.node = ns
 	}
 	return d, nil

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/srvlab/rds-csi/pkg/rds"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // page returns the entries from the starting token on, at most max of them, and the next token.
@@ -19,7 +19,7 @@ func page(disks []rds.Disk, prefix, start string, max int32) ([]rds.Disk, string
 	if max < 0 {
 		return nil, "", invalid("max_entries must not be negative")
 	}
-	if start != "" && (!strings.HasPrefix(start, prefix) || routeros.ValidateSlot(start) != nil) {
+	if start != "" && (!strings.HasPrefix(start, prefix) || volid.ValidateSlot(start) != nil) {
 		return nil, "", status.Errorf(codes.Aborted, "starting token %q is not one this driver issued", start)
 	}
 	sort.Slice(disks, func(i, j int) bool { return disks[i].Slot < disks[j].Slot })
@@ -33,11 +33,11 @@ func page(disks []rds.Disk, prefix, start string, max int32) ([]rds.Disk, string
 
 // ListVolumes implements csi.ControllerServer.
 func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	disks, err := d.backend.ListDisks(ctx, volumePrefix)
+	disks, err := d.backend.ListDisks(ctx, volid.VolumePrefix)
 	if err != nil {
 		return nil, toStatus(err, "listing volumes")
 	}
-	pg, next, err := page(disks, volumePrefix, req.GetStartingToken(), req.GetMaxEntries())
+	pg, next, err := page(disks, volid.VolumePrefix, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
@@ -54,12 +54,12 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 // ControllerGetVolume implements csi.ControllerServer.
 func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	disk, err := d.backend.GetDisk(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up "+describe(id))
+		return nil, toStatus(err, "looking up volume %s", id)
 	}
 	return &csi.ControllerGetVolumeResponse{
 		Volume: volumeFromDisk(disk, d.opts.DefaultParams),
@@ -74,7 +74,7 @@ func health(disk *rds.Disk) []*csi.VolumeHealth_VolumeHealthEntry {
 		out = append(out, &csi.VolumeHealth_VolumeHealthEntry{Status: csi.VolumeHealthErrorType_INACCESSIBLE,
 			Reason: "the disk is not exported over NVMe/TCP on the RDS"})
 	}
-	if want := routeros.NQNForSlot(disk.Slot); disk.Exported && disk.NQN != want {
+	if want := volid.NQN(disk.Slot); disk.Exported && disk.NQN != want {
 		out = append(out, &csi.VolumeHealth_VolumeHealthEntry{Status: csi.VolumeHealthErrorType_INACCESSIBLE,
 			Reason: "the disk is exported under NQN " + disk.NQN + ", not " + want})
 	}
@@ -84,12 +84,12 @@ func health(disk *rds.Disk) []*csi.VolumeHealth_VolumeHealthEntry {
 // ControllerGetVolumeHealth implements csi.ControllerServer.
 func (d *Driver) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	disk, err := d.backend.GetDisk(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up "+describe(id))
+		return nil, toStatus(err, "looking up volume %s", id)
 	}
 	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: id, HealthStatuses: health(disk)}}, nil
 }
@@ -97,7 +97,7 @@ func (d *Driver) ControllerGetVolumeHealth(ctx context.Context, req *csi.Control
 // ControllerListVolumeHealth implements csi.ControllerServer: only volumes with a known problem
 // are listed.
 func (d *Driver) ControllerListVolumeHealth(ctx context.Context, req *csi.ControllerListVolumeHealthRequest) (*csi.ControllerListVolumeHealthResponse, error) {
-	disks, err := d.backend.ListDisks(ctx, volumePrefix)
+	disks, err := d.backend.ListDisks(ctx, volid.VolumePrefix)
 	if err != nil {
 		return nil, toStatus(err, "listing volumes")
 	}
@@ -107,7 +107,7 @@ func (d *Driver) ControllerListVolumeHealth(ctx context.Context, req *csi.Contro
 			abnormal = append(abnormal, disks[i])
 		}
 	}
-	pg, next, err := page(abnormal, volumePrefix, req.GetStartingToken(), req.GetMaxEntries())
+	pg, next, err := page(abnormal, volid.VolumePrefix, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}

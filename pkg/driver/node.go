@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"sync"
 	"time"
@@ -55,7 +54,9 @@ type nodeService struct {
 	mountInfo string
 	sysfs     string
 	locks     *inflight
-	journal   formatJournal
+	// defaultFSType is the driver's --default-fs-type, for volumes that do not name one.
+	defaultFSType string
+	journal       formatJournal
 	// mountTimeout and formatTimeout bound the waits for mount(8), umount(8) and mkfs.
 	mountTimeout, formatTimeout time.Duration
 	pendingMu                   sync.Mutex
@@ -125,10 +126,10 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 // changes it behind our back (an unstage must not find the staging path empty, disconnect, and see
 // a late mount of the disconnected device appear there afterwards).
 func (n *nodeService) lock(ctx context.Context, volID string) (func(), error) {
-	if !n.locks.tryAcquire(volID) {
-		return nil, status.Errorf(codes.Aborted, "an operation on volume %s is already in progress on this node", volID)
+	unlock, err := n.locks.lock(volID)
+	if err != nil {
+		return nil, err
 	}
-	unlock := func() { n.locks.release(volID) }
 	if err := n.awaitPending(ctx, volID); err != nil {
 		unlock()
 		return nil, err
@@ -233,31 +234,4 @@ func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRe
 			Rpc: &csi.NodeServiceCapability_RPC{Type: t}}})
 	}
 	return &csi.NodeGetCapabilitiesResponse{Capabilities: caps}, nil
-}
-
-// nodeStatus turns an initiator or host error into a gRPC status that keeps its meaning.
-func nodeStatus(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	what := fmt.Sprintf(format, args...)
-	code := codes.Internal
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		code = codes.DeadlineExceeded
-	case errors.Is(err, context.Canceled):
-		code = codes.Canceled
-	case errors.Is(err, nvme.ErrInvalid):
-		code = codes.InvalidArgument
-	case errors.Is(err, nvme.ErrNotFound):
-		code = codes.NotFound
-	case errors.Is(err, nvme.ErrUnavailable):
-		code = codes.Unavailable
-	case errors.Is(err, nvme.ErrNotConnected), errors.Is(err, nvme.ErrNotOwned):
-		code = codes.FailedPrecondition
-	}
-	return status.Errorf(code, "%s: %v", what, err)
 }

@@ -23,7 +23,7 @@ type pendingOp struct {
 
 // bounded runs op, a mount-table change of volume id described by what, and waits for it until
 // ctx ends or limit passes. A call that stops waiting returns an error wrapping the context error
-// (codes.DeadlineExceeded through nodeStatus) and leaves op running; the next call for the volume
+// (codes.DeadlineExceeded through toStatus) and leaves op running; the next call for the volume
 // waits for it first (lockVolume), so that it never races a mount or umount it cannot see yet.
 func (n *nodeService) bounded(ctx context.Context, id, what string, limit time.Duration, op func() error) error {
 	if err := n.awaitPending(ctx, id); err != nil {

@@ -21,7 +21,7 @@ func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVol
 	if err := checkPath("target path", target); err != nil {
 		return nil, err
 	}
-	v, err := parseNodeVolume(req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), req.GetVolumeContext())
+	v, err := n.parseNodeVolume(req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), req.GetVolumeContext())
 	if err != nil {
 		return nil, err
 	}
@@ -32,7 +32,7 @@ func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVol
 		return nil, err
 	}
 	if target == staging {
-		return nil, nodeInvalid("target path and staging target path are both %s", target)
+		return nil, invalid("target path and staging target path are both %s", target)
 	}
 	ro := v.readOnly || req.GetReadonly()
 	unlock, err := n.lock(ctx, v.id)
@@ -75,7 +75,7 @@ func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVol
 func (n *nodeService) ensureStaged(ctx context.Context, v *nodeVolume, staging, staged string) (string, error) {
 	dev, err := n.initiator.Device(ctx, v.nqn)
 	if err != nil && !errors.Is(err, nvme.ErrNotConnected) {
-		return "", nodeStatus(err, "looking up the device of volume %s", v.id)
+		return "", toStatus(err, "looking up the device of volume %s", v.id)
 	}
 	state, why, err := n.checkMount(staged, dev, v.block)
 	if err != nil {
@@ -90,7 +90,7 @@ func (n *nodeService) ensureStaged(ctx context.Context, v *nodeVolume, staging, 
 			return "", err
 		}
 		if dev, err = n.initiator.Device(ctx, v.nqn); err != nil {
-			return "", nodeStatus(err, "looking up the device of volume %s", v.id)
+			return "", toStatus(err, "looking up the device of volume %s", v.id)
 		}
 	}
 	return dev, nil
@@ -125,7 +125,7 @@ func (n *nodeService) publishMount(ctx context.Context, v *nodeVolume, dev, stag
 		return n.mounter.Mount(staging, target, "", opts)
 	})
 	if err != nil {
-		return nodeStatus(err, "bind mounting %s onto %s", staging, target)
+		return toStatus(err, "bind mounting %s onto %s", staging, target)
 	}
 	klog.InfoS("Volume published", "volume", v.id, "target", target, "readonly", ro)
 	return nil
@@ -183,7 +183,7 @@ func (n *nodeService) unpublishVolume(ctx context.Context, req *csi.NodeUnpublis
 	}
 	defer unlock()
 	if err := n.unmountAll(ctx, id, target); err != nil {
-		return nil, nodeStatus(err, "unpublishing volume %s", id)
+		return nil, toStatus(err, "unpublishing volume %s", id)
 	}
 	if err := n.removeMountPoint(target); err != nil {
 		return nil, status.Errorf(codes.Internal, "unpublishing volume %s: %v", id, err)

@@ -15,7 +15,7 @@ import (
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Raw block volumes are staged as a bind mount of the device node onto <staging>/<volume ID>: a
@@ -29,7 +29,7 @@ func (n *nodeService) stageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 	if err := checkPath("staging target path", req.GetStagingTargetPath()); err != nil {
 		return nil, err
 	}
-	v, err := parseNodeVolume(req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), req.GetVolumeContext())
+	v, err := n.parseNodeVolume(req.GetVolumeId(), req.GetVolumeCapability(), req.GetPublishContext(), req.GetVolumeContext())
 	if err != nil {
 		return nil, err
 	}
@@ -48,7 +48,7 @@ func (n *nodeService) stageVolume(ctx context.Context, req *csi.NodeStageVolumeR
 func (n *nodeService) stage(ctx context.Context, v *nodeVolume, staging string) error {
 	dev, err := n.initiator.Connect(ctx, v.target)
 	if err != nil {
-		return nodeStatus(err, "connecting volume %s", v.id)
+		return toStatus(err, "connecting volume %s", v.id)
 	}
 	n.clearStaleReadOnly(v.id, dev)
 	if v.block {
@@ -73,7 +73,7 @@ func (n *nodeService) repairStale(ctx context.Context, id, path, dev string, blo
 		}
 		klog.InfoS("Stale mount found, unmounting it", "path", path, "reason", why)
 		if err := n.unmount(ctx, id, path); err != nil {
-			return false, nodeStatus(err, "unmounting stale mount %s (%s)", path, why)
+			return false, toStatus(err, "unmounting stale mount %s (%s)", path, why)
 		}
 	}
 	return false, status.Errorf(codes.Internal, "%s still has stale mounts after %d unmounts", path, maxStackedMounts)
@@ -120,7 +120,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 			return n.mounter.FormatAndMountSensitiveWithFormatOptions(dev, staging, v.fsType, opts, nil, formatOptions(v.fsType))
 		})
 		if err != nil {
-			return nodeStatus(err, "formatting and mounting volume %s (%s) at %s", v.id, dev, staging)
+			return toStatus(err, "formatting and mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
 		n.journal.done(v.id)
 	case v.fsType:
@@ -129,7 +129,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 			return n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults"))
 		})
 		if err != nil {
-			return nodeStatus(err, "mounting volume %s (%s) at %s", v.id, dev, staging)
+			return toStatus(err, "mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
 	default:
 		return status.Errorf(codes.FailedPrecondition, "volume %s holds %s, not the requested %s: it is neither formatted nor mounted", v.id, existing, v.fsType)
@@ -250,7 +250,7 @@ func (n *nodeService) bindDevice(ctx context.Context, id, dev, file string, ro b
 		return n.mounter.Mount(dev, file, "", opts)
 	})
 	if err != nil {
-		return nodeStatus(err, "bind mounting %s onto %s", dev, file)
+		return toStatus(err, "bind mounting %s onto %s", dev, file)
 	}
 	return nil
 }
@@ -272,11 +272,11 @@ func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 	// The filesystem first: while it is mounted, <staging>/<id> is a path inside the user's
 	// filesystem and must not be touched.
 	if err := n.unmountAll(ctx, id, staging); err != nil {
-		return nil, nodeStatus(err, "unstaging volume %s", id)
+		return nil, toStatus(err, "unstaging volume %s", id)
 	}
 	mark := blockStagingFile(staging, id)
 	if err := n.unmountAll(ctx, id, mark); err != nil {
-		return nil, nodeStatus(err, "unstaging volume %s", id)
+		return nil, toStatus(err, "unstaging volume %s", id)
 	}
 	if err := n.removeMountPoint(mark); err != nil {
 		return nil, status.Errorf(codes.Internal, "unstaging volume %s: %v", id, err)
@@ -296,8 +296,8 @@ func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVol
 // mount would lose that mount's data; and the connection left behind is reused by the next stage
 // or dropped by the kernel after ctrl_loss_tmo once the controller removes the export.
 func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
-	nqn := routeros.NQNForSlot(id)
-	if !nvme.Owned(nqn) {
+	nqn := volid.NQN(id)
+	if !volid.Owned(nqn) {
 		return status.Errorf(codes.Internal, "NQN %s of volume %s is not owned by this driver", nqn, id)
 	}
 	dev, err := n.initiator.Device(ctx, nqn)
@@ -307,12 +307,12 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 		// on this node can be using it, and left alone it would reconnect to the RDS forever
 		// (ctrl_loss_tmo -1). Disconnect is a no-op when no controller exists for the NQN.
 		if err := n.initiator.Disconnect(ctx, nqn); err != nil {
-			return nodeStatus(err, "disconnecting volume %s, which has no block device on this node", id)
+			return toStatus(err, "disconnecting volume %s, which has no block device on this node", id)
 		}
 		return nil
 	}
 	if err != nil {
-		return nodeStatus(err, "looking up the device of volume %s", id)
+		return toStatus(err, "looking up the device of volume %s", id)
 	}
 	users, err := n.deviceUsers(dev)
 	if err != nil {
@@ -330,7 +330,7 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 		}
 	}
 	if err := n.initiator.Disconnect(ctx, nqn); err != nil {
-		return nodeStatus(err, "disconnecting volume %s", id)
+		return toStatus(err, "disconnecting volume %s", id)
 	}
 	return nil
 }

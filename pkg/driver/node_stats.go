@@ -14,14 +14,14 @@ import (
 	mount "k8s.io/mount-utils"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // checkVolumePath validates the volume path of stats and expand calls. No volume can live at a
 // relative path, so that is NotFound (as csi-sanity expects), not InvalidArgument.
 func checkVolumePath(p string) error {
 	if p == "" {
-		return nodeInvalid("volume path is missing")
+		return invalid("volume path is missing")
 	}
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p {
 		return status.Errorf(codes.NotFound, "no volume at %q: volume paths are absolute and clean", p)
@@ -102,19 +102,19 @@ func (n *nodeService) expandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	if err != nil {
 		return nil, err
 	}
-	nqn := routeros.NQNForSlot(id)
+	nqn := volid.NQN(id)
 	if err := n.initiator.Rescan(ctx, nqn); err != nil {
 		if errors.Is(err, nvme.ErrNotConnected) {
 			return nil, status.Errorf(codes.NotFound, "volume %s is not attached to this node", id)
 		}
-		return nil, nodeStatus(err, "rescanning volume %s", id)
+		return nil, toStatus(err, "rescanning volume %s", id)
 	}
 	dev, err := n.initiator.Device(ctx, nqn)
 	if errors.Is(err, nvme.ErrNotConnected) {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not attached to this node", id)
 	}
 	if err != nil {
-		return nil, nodeStatus(err, "looking up the device of volume %s", id)
+		return nil, toStatus(err, "looking up the device of volume %s", id)
 	}
 	size, err := blockDeviceSize(dev)
 	if err != nil {
@@ -158,10 +158,10 @@ func (n *nodeService) volumeHealth(ctx context.Context, req *csi.NodeGetVolumeHe
 			}
 		}
 	}
-	nqn := routeros.NQNForSlot(id)
+	nqn := volid.NQN(id)
 	dev, err := n.initiator.Device(ctx, nqn)
 	if err != nil && !errors.Is(err, nvme.ErrNotConnected) {
-		return nil, nodeStatus(err, "looking up the device of volume %s", id)
+		return nil, toStatus(err, "looking up the device of volume %s", id)
 	}
 	if dev == "" && pub == "" && staging == "" {
 		return nil, status.Errorf(codes.NotFound, "volume %s is not attached to this node", id)

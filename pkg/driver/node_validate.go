@@ -6,16 +6,9 @@ import (
 	"strings"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
-	"github.com/srvlab/rds-csi/pkg/routeros"
-)
-
-const (
-	nodeDefaultFSType = "ext4"
-	nodeDefaultPort   = 4420 // the IANA port of NVMe/TCP, and the RDS default
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // nodeVolume is a validated node request: what to attach and how to mount it.
@@ -30,28 +23,14 @@ type nodeVolume struct {
 	readOnly   bool // the mount is read-only (reader access mode, or a read-only publish)
 }
 
-func nodeInvalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
-}
-
-func checkVolumeID(id string) error {
-	if id == "" {
-		return nodeInvalid("volume ID is missing")
-	}
-	if err := routeros.ValidateSlot(id); err != nil {
-		return nodeInvalid("volume ID: %v", err)
-	}
-	return nil
-}
-
 // checkPath validates a path the CO hands over: absolute and clean, so that it names exactly one
 // place and cannot climb out of it.
 func checkPath(what, p string) error {
 	if p == "" {
-		return nodeInvalid("%s is missing", what)
+		return invalid("%s is missing", what)
 	}
 	if !filepath.IsAbs(p) || filepath.Clean(p) != p || p == "/" || strings.ContainsRune(p, 0) {
-		return nodeInvalid("%s %q must be an absolute, clean path other than /", what, p)
+		return invalid("%s %q must be an absolute, clean path other than /", what, p)
 	}
 	return nil
 }
@@ -61,18 +40,19 @@ func readerOnly(m csi.VolumeCapability_AccessMode_Mode) bool {
 		m == csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY
 }
 
-// parseNodeVolume validates a volume ID, capability and contexts.
-func parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[string]string) (*nodeVolume, error) {
+// parseNodeVolume validates a volume ID, capability and contexts. A mount volume whose capability
+// and volume context name no fs type gets the driver's default (--default-fs-type).
+func (n *nodeService) parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[string]string) (*nodeVolume, error) {
 	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	if c == nil {
-		return nil, nodeInvalid("volume capability is missing")
+		return nil, invalid("volume capability is missing")
 	}
 	v := &nodeVolume{id: id, mode: c.GetAccessMode().GetMode()}
 	switch v.mode {
 	case csi.VolumeCapability_AccessMode_UNKNOWN:
-		return nil, nodeInvalid("volume capability has no access mode")
+		return nil, invalid("volume capability has no access mode")
 	case csi.VolumeCapability_AccessMode_SINGLE_NODE_WRITER,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY,
 		csi.VolumeCapability_AccessMode_SINGLE_NODE_SINGLE_WRITER,
@@ -81,7 +61,7 @@ func parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[
 		csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER,
 		csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER:
 	default:
-		return nil, nodeInvalid("access mode %v is not known", v.mode)
+		return nil, invalid("access mode %v is not known", v.mode)
 	}
 	v.readOnly = readerOnly(v.mode)
 	switch {
@@ -89,26 +69,26 @@ func parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[
 		v.block = true
 	case c.GetMount() != nil:
 		if v.mode == csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER || v.mode == csi.VolumeCapability_AccessMode_MULTI_NODE_SINGLE_WRITER {
-			return nil, nodeInvalid("access mode %v needs a raw block volume: ext4 and xfs cannot be mounted on several nodes", v.mode)
+			return nil, invalid("access mode %v needs a raw block volume: ext4 and xfs cannot be mounted on several nodes", v.mode)
 		}
 		v.fsType = c.GetMount().GetFsType()
 		if v.fsType == "" {
 			v.fsType = volCtx[ContextFSType]
 		}
 		if v.fsType == "" {
-			v.fsType = nodeDefaultFSType
+			v.fsType = Defaults{FSType: n.defaultFSType}.withFallbacks().FSType
 		}
-		if v.fsType != "ext4" && v.fsType != "xfs" {
-			return nil, nodeInvalid("fs type %q is not supported: use ext4 or xfs", v.fsType)
+		if !validFSType(v.fsType) {
+			return nil, invalid("fs type %q is not supported: use ext4 or xfs", v.fsType)
 		}
 		for _, f := range c.GetMount().GetMountFlags() {
 			if f == "" || strings.HasPrefix(f, "-") || strings.ContainsAny(f, " \t\n\x00") {
-				return nil, nodeInvalid("mount flag %q is not a mount option", f)
+				return nil, invalid("mount flag %q is not a mount option", f)
 			}
 			v.mountFlags = append(v.mountFlags, f)
 		}
 	default:
-		return nil, nodeInvalid("volume capability has neither block nor mount access type")
+		return nil, invalid("volume capability has neither block nor mount access type")
 	}
 
 	get := func(k string) string {
@@ -119,14 +99,14 @@ func parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[
 	}
 	// Unstage only knows the volume ID, so the NQN must be the one derived from it: otherwise the
 	// subsystem connected here could never be disconnected.
-	v.nqn = routeros.NQNForSlot(id)
+	v.nqn = volid.NQN(id)
 	if got := get(ContextNQN); got != "" && got != v.nqn {
-		if err := routeros.ValidateNQN(got); err != nil {
-			return nil, nodeInvalid("context %s: %v", ContextNQN, err)
+		if err := volid.ValidateNQN(got); err != nil {
+			return nil, invalid("context %s: %v", ContextNQN, err)
 		}
-		return nil, nodeInvalid("context %s=%q does not belong to volume %s (expected %s)", ContextNQN, got, id, v.nqn)
+		return nil, invalid("context %s=%q does not belong to volume %s (expected %s)", ContextNQN, got, id, v.nqn)
 	}
-	v.target = nvme.Target{NQN: v.nqn, Address: get(ContextNVMeAddress), Port: nodeDefaultPort, FilePath: get(ContextFilePath)}
+	v.target = nvme.Target{NQN: v.nqn, Address: get(ContextNVMeAddress), Port: volid.DefaultPort, FilePath: get(ContextFilePath)}
 	ints := []struct {
 		key string
 		dst *int
@@ -139,16 +119,16 @@ func parseNodeVolume(id string, c *csi.VolumeCapability, publishCtx, volCtx map[
 		}
 		n, err := strconv.Atoi(s)
 		if err != nil {
-			return nil, nodeInvalid("context %s=%q is not an integer", i.key, s)
+			return nil, invalid("context %s=%q is not an integer", i.key, s)
 		}
 		*i.dst = n
 	}
-	if err := routeros.ValidatePort(v.target.Port); err != nil {
-		return nil, nodeInvalid("context %s: %v", ContextNVMePort, err)
+	if err := volid.ValidatePort(v.target.Port); err != nil {
+		return nil, invalid("context %s: %v", ContextNVMePort, err)
 	}
 	if v.target.FilePath != "" {
-		if err := routeros.ValidatePath(v.target.FilePath); err != nil {
-			return nil, nodeInvalid("context %s: %v", ContextFilePath, err)
+		if err := volid.ValidatePath(v.target.FilePath); err != nil {
+			return nil, invalid("context %s: %v", ContextFilePath, err)
 		}
 	}
 	return v, nil

@@ -278,7 +278,7 @@ func TestNodeParseVolume(t *testing.T) {
 		{name: "flags and reader", c: nodeMountCap("ext4", csi.VolumeCapability_AccessMode_MULTI_NODE_READER_ONLY, "noatime", "discard"), fs: "ext4", opts: "noatime,discard,ro", ro: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, err := parseNodeVolume(vid, tc.c, nil, tc.volCtx)
+			v, err := (&nodeService{}).parseNodeVolume(vid, tc.c, nil, tc.volCtx)
 			must(t, err)
 			if v.fsType != tc.fs || strings.Join(v.mountOptions(), ",") != tc.opts || v.readOnly != tc.ro || v.target.Port != 4420 {
 				t.Fatalf("got fs %q opts %q ro %v port %d", v.fsType, v.mountOptions(), v.readOnly, v.target.Port)
@@ -289,10 +289,11 @@ func TestNodeParseVolume(t *testing.T) {
 
 func TestNodeAbortsAConcurrentOperation(t *testing.T) {
 	d := newFakeNode(t, &fakeInitiator{})
-	if !d.node.locks.tryAcquire(vid) {
-		t.Fatal("lock taken")
+	unlock, err := d.node.locks.lock(vid)
+	if err != nil {
+		t.Fatal(err)
 	}
-	defer d.node.locks.release(vid)
+	defer unlock()
 	ctx, dir := context.Background(), t.TempDir()
 	calls := map[string]func() error{
 		"stage": func() error {
@@ -375,4 +376,20 @@ func TestNodeTimeoutExec(t *testing.T) {
 	if err != nil || strings.TrimSpace(string(out)) != "ok" {
 		t.Fatalf("echo: %q %v", out, err)
 	}
+}
+
+// The node used to format volumes without an fs type as ext4 whatever --default-fs-type said.
+func TestNodeStageUsesTheDriverDefaultFSType(t *testing.T) {
+	e := newNodeEnv(t)
+	d, err := New(Options{Node: true, NodeID: "node-1", DefaultParams: Defaults{FSType: "xfs"}}, nil, nil,
+		&NodeConfig{Initiator: e.loop, Exec: e.exec})
+	must(t, err)
+	e.d, e.ns = d, d.node
+	id := "pvc-default-fs"
+	e.newVolume(t, id, 512<<20)
+	must(t, e.stage(id, nodeMountCap("", snw))) // neither the capability nor a volume context names one
+	if got := blkidValue(t, e.device(t, id), "TYPE"); got != "xfs" {
+		t.Fatalf("volume formatted as %q, want the driver default xfs", got)
+	}
+	must(t, e.unstage(id))
 }

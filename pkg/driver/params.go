@@ -4,15 +4,13 @@ import (
 	"fmt"
 	"net"
 	"path"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/srvlab/rds-csi/pkg/attachment"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // StorageClass parameters understood by CreateVolume. Keys under csi.storage.k8s.io/ belong to
@@ -43,12 +41,12 @@ type volumeParams struct {
 
 func (d Defaults) validate() error {
 	if d.VolumePath != "" {
-		if err := routeros.ValidatePath(d.VolumePath); err != nil {
+		if err := volid.ValidatePath(d.VolumePath); err != nil {
 			return fmt.Errorf("default volume path: %w", err)
 		}
 	}
 	if d.NVMePort != 0 {
-		if err := routeros.ValidatePort(d.NVMePort); err != nil {
+		if err := volid.ValidatePort(d.NVMePort); err != nil {
 			return fmt.Errorf("default NVMe port: %w", err)
 		}
 	}
@@ -63,10 +61,10 @@ func (d Defaults) withFallbacks() Defaults {
 		d.VolumePath = "/storage-pool/kubernetes-volumes"
 	}
 	if d.NVMePort == 0 {
-		d.NVMePort = 4420
+		d.NVMePort = volid.DefaultPort
 	}
 	if d.FSType == "" {
-		d.FSType = "ext4"
+		d.FSType = "ext4" // the one default fs type of controller and node alike
 	}
 	if d.VolumeSize == 0 {
 		d.VolumeSize = 1 << 30
@@ -75,10 +73,6 @@ func (d Defaults) withFallbacks() Defaults {
 }
 
 func validFSType(fs string) bool { return fs == "ext4" || fs == "xfs" }
-
-func invalid(format string, args ...any) error {
-	return status.Errorf(codes.InvalidArgument, format, args...)
-}
 
 // parseParams validates StorageClass parameters against the driver defaults.
 func parseParams(params map[string]string, def Defaults) (volumeParams, error) {
@@ -97,7 +91,7 @@ func parseParams(params map[string]string, def Defaults) (volumeParams, error) {
 		}
 		switch k {
 		case ParamVolumePath:
-			if err := routeros.ValidatePath(v); err != nil {
+			if err := volid.ValidatePath(v); err != nil {
 				return p, invalid("parameter %s: %v", k, err)
 			}
 			p.VolumePath = path.Clean(v)
@@ -108,7 +102,7 @@ func parseParams(params map[string]string, def Defaults) (volumeParams, error) {
 			p.NVMeAddress = v
 		case ParamNVMePort:
 			port, err := strconv.Atoi(v)
-			if err != nil || routeros.ValidatePort(port) != nil {
+			if err != nil || volid.ValidatePort(port) != nil {
 				return p, invalid("parameter %s=%q: must be a port number 1-65535", k, v)
 			}
 			p.NVMePort = port
@@ -156,6 +150,9 @@ func intInRange(v string, lo, hi int) error {
 	}
 	return nil
 }
+
+// hostnameRE is a DNS name: labels of letters, digits and inner '-', joined by '.'.
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)
 
 // validateAddress accepts an IP address or a DNS name.
 func validateAddress(a string) error {

@@ -31,7 +31,7 @@ func validateNodeID(id string) error {
 // may take the volume; the answer carries what the node needs to connect.
 func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.ControllerPublishVolumeRequest) (*csi.ControllerPublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	if err := validateNodeID(req.GetNodeId()); err != nil {
@@ -44,18 +44,19 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if !d.attacher.Ready() {
 		return nil, status.Error(codes.Unavailable, "attachment state is still being rebuilt; retry shortly")
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
+	defer unlock()
 
 	disk, err := d.backend.GetDisk(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up "+describe(id))
+		return nil, toStatus(err, "looking up volume %s", id)
 	}
 	exists, err := d.attacher.NodeExists(ctx, req.GetNodeId())
 	if err != nil {
-		return nil, toStatus(err, "looking up node "+req.GetNodeId())
+		return nil, toStatus(err, "looking up node %s", req.GetNodeId())
 	}
 	if !exists {
 		return nil, status.Errorf(codes.NotFound, "node %s does not exist", req.GetNodeId())
@@ -72,7 +73,7 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 		MigrationTimeout: migration,
 	}
 	if err := d.attacher.Attach(ctx, areq); err != nil {
-		return nil, toStatus(err, "attaching "+describe(id))
+		return nil, toStatus(err, "attaching volume %s", id)
 	}
 	klog.InfoS("Volume published", "volume", id, "node", req.GetNodeId(), "readonly", req.GetReadonly())
 	return &csi.ControllerPublishVolumeResponse{PublishContext: d.publishContext(disk.NQN, disk.Port, disk.FilePath, req.GetVolumeContext())}, nil
@@ -100,7 +101,7 @@ func (d *Driver) publishContext(nqn string, port int, filePath string, vc map[st
 // ID releases the volume from every node, as the CSI spec says.
 func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.ControllerUnpublishVolumeRequest) (*csi.ControllerUnpublishVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := validateVolumeID(id); err != nil {
+	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
 	if n := req.GetNodeId(); n != "" {
@@ -108,12 +109,13 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 			return nil, err
 		}
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
+	defer unlock()
 	if err := d.attacher.Detach(ctx, id, req.GetNodeId()); err != nil {
-		return nil, toStatus(err, "detaching "+describe(id))
+		return nil, toStatus(err, "detaching volume %s", id)
 	}
 	klog.InfoS("Volume unpublished", "volume", id, "node", req.GetNodeId())
 	return &csi.ControllerUnpublishVolumeResponse{}, nil

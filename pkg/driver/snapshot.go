@@ -12,7 +12,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/rds"
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // A snapshot is an unexported copy of the source volume's file, made synchronously by the RDS, so
@@ -22,7 +22,7 @@ import (
 // creation time.
 
 func snapshotFromDisk(disk *rds.Disk) (*csi.Snapshot, bool) {
-	info, ok := parseSnapshotID(disk.Slot)
+	info, ok := volid.ParseSnapshotID(disk.Slot)
 	if !ok {
 		return nil, false
 	}
@@ -34,25 +34,26 @@ func snapshotFromDisk(disk *rds.Disk) (*csi.Snapshot, bool) {
 
 // CreateSnapshot implements csi.ControllerServer; idempotent by name.
 func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequest) (*csi.CreateSnapshotResponse, error) {
-	prefix, err := snapshotIDPrefix(req.GetName())
+	prefix, err := volid.SnapshotIDPrefix(req.GetName())
 	if err != nil {
-		return nil, err
+		return nil, invalid("%v", err)
 	}
 	source := req.GetSourceVolumeId()
 	if source == "" {
 		return nil, invalid("source volume ID is missing")
 	}
-	if err := validateVolumeID(source); err != nil {
+	if err := checkVolumeID(source); err != nil {
 		return nil, err
 	}
-	if err := d.lock(prefix); err != nil {
+	unlock, err := d.inflight.lock(prefix)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(prefix)
+	defer unlock()
 
 	existing, err := d.backend.ListDisks(ctx, prefix)
 	if err != nil {
-		return nil, toStatus(err, "looking for snapshot "+req.GetName())
+		return nil, toStatus(err, "looking for snapshot %s", req.GetName())
 	}
 	for i := range existing {
 		snap, ok := snapshotFromDisk(&existing[i])
@@ -67,16 +68,16 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 
 	src, err := d.backend.GetDisk(ctx, source)
 	if err != nil {
-		return nil, toStatus(err, "looking up source "+describe(source))
+		return nil, toStatus(err, "looking up source volume %s", source)
 	}
 	id, err := d.snapshotSlot(ctx, req.GetName(), prefix, source)
 	if err != nil {
 		return nil, err
 	}
-	spec := routeros.DiskSpec{Slot: id, FilePath: path.Join(path.Dir(src.FilePath), id+".img")}
+	spec := rds.DiskSpec{Slot: id, FilePath: volid.FilePath(path.Dir(src.FilePath), id)}
 	disk, err := d.backend.CopyDisk(ctx, source, spec)
-	if err != nil && !(routeros.IsAlreadyExists(err) && disk != nil) {
-		return nil, toStatus(err, "snapshotting "+describe(source))
+	if err != nil && !(rds.IsAlreadyExists(err) && disk != nil) {
+		return nil, toStatus(err, "snapshotting volume %s", source)
 	}
 	snap, _ := snapshotFromDisk(disk)
 	klog.InfoS("Snapshot created", "snapshot", id, "name", req.GetName(), "source", source, "bytes", disk.Size)
@@ -88,13 +89,17 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 func (d *Driver) snapshotSlot(ctx context.Context, name, prefix, source string) (string, error) {
 	pending, err := d.backend.PendingCopies(ctx, prefix)
 	if err != nil {
-		return "", toStatus(err, "looking for an unfinished copy of snapshot "+name)
+		return "", toStatus(err, "looking for an unfinished copy of snapshot %s", name)
 	}
 	switch len(pending) {
 	case 0:
-		return snapshotID(prefix, time.Now(), source)
+		id, err := volid.SnapshotID(prefix, time.Now(), source)
+		if err != nil {
+			return "", invalid("%v", err)
+		}
+		return id, nil
 	case 1:
-		info, ok := parseSnapshotID(pending[0])
+		info, ok := volid.ParseSnapshotID(pending[0])
 		if !ok {
 			break
 		}
@@ -113,19 +118,20 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if id == "" {
 		return nil, invalid("snapshot ID is missing")
 	}
-	if err := routeros.ValidateSlot(id); err != nil {
+	if err := volid.ValidateSlot(id); err != nil {
 		return nil, invalid("snapshot ID %q: %v", id, err)
 	}
-	if _, ok := parseSnapshotID(id); !ok {
+	if _, ok := volid.ParseSnapshotID(id); !ok {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	if err := d.lock(id); err != nil {
+	unlock, err := d.inflight.lock(id)
+	if err != nil {
 		return nil, err
 	}
-	defer d.inflight.release(id)
-	fallback := rds.FilePathFor(d.opts.DefaultParams.withFallbacks().VolumePath, id)
+	defer unlock()
+	fallback := volid.FilePath(d.opts.DefaultParams.withFallbacks().VolumePath, id)
 	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
-		return nil, toStatus(err, "deleting snapshot "+id)
+		return nil, toStatus(err, "deleting snapshot %s", id)
 	}
 	klog.InfoS("Snapshot deleted", "snapshot", id)
 	return &csi.DeleteSnapshotResponse{}, nil
@@ -135,19 +141,19 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
 	var disks []rds.Disk
 	if id := req.GetSnapshotId(); id != "" {
-		if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+		if !isSnapshotID(id) {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
 		disk, err := d.backend.GetDisk(ctx, id)
-		if routeros.IsNotFound(err) {
+		if rds.IsNotFound(err) {
 			return &csi.ListSnapshotsResponse{}, nil
 		}
 		if err != nil {
-			return nil, toStatus(err, "looking up snapshot "+id)
+			return nil, toStatus(err, "looking up snapshot %s", id)
 		}
 		disks = []rds.Disk{*disk}
 	} else {
-		all, err := d.backend.ListDisks(ctx, snapshotPrefix)
+		all, err := d.backend.ListDisks(ctx, volid.SnapshotPrefix)
 		if err != nil {
 			return nil, toStatus(err, "listing snapshots")
 		}
@@ -155,13 +161,13 @@ func (d *Driver) ListSnapshots(ctx context.Context, req *csi.ListSnapshotsReques
 	}
 	var snaps []rds.Disk
 	for _, disk := range disks {
-		info, ok := parseSnapshotID(disk.Slot)
+		info, ok := volid.ParseSnapshotID(disk.Slot)
 		if !ok || (req.GetSourceVolumeId() != "" && info.Source != req.GetSourceVolumeId()) {
 			continue
 		}
 		snaps = append(snaps, disk)
 	}
-	pg, next, err := page(snaps, snapshotPrefix, req.GetStartingToken(), req.GetMaxEntries())
+	pg, next, err := page(snaps, volid.SnapshotPrefix, req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
@@ -179,12 +185,12 @@ func (d *Driver) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 	if id == "" {
 		return nil, invalid("snapshot ID is missing")
 	}
-	if _, ok := parseSnapshotID(id); !ok || routeros.ValidateSlot(id) != nil {
+	if !isSnapshotID(id) {
 		return nil, status.Errorf(codes.NotFound, "snapshot %q not found", id)
 	}
 	disk, err := d.backend.GetDisk(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up snapshot "+id)
+		return nil, toStatus(err, "looking up snapshot %s", id)
 	}
 	snap, _ := snapshotFromDisk(disk)
 	return &csi.GetSnapshotResponse{Snapshot: snap}, nil

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"k8s.io/klog/v2"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // CLIConfig configures the NVMe/TCP initiator.
@@ -191,7 +193,7 @@ func (c *CLI) Device(_ context.Context, nqn string) (string, error) {
 
 // Disconnect implements Initiator. NQNs not owned by this driver are refused.
 func (c *CLI) Disconnect(ctx context.Context, nqn string) error {
-	if !Owned(nqn) {
+	if !volid.Owned(nqn) {
 		return fmt.Errorf("%w: refusing to disconnect %q", ErrNotOwned, nqn)
 	}
 	if err := validateNQN(nqn); err != nil {

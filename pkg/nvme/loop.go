@@ -13,7 +13,7 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // LoopConfig configures the loop initiator.
@@ -66,7 +66,7 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 
 // backingFile resolves a target's file path under Root.
 func (l *Loop) backingFile(filePath string) (string, error) {
-	if err := routeros.ValidatePath(filePath); err != nil {
+	if err := volid.ValidatePath(filePath); err != nil {
 		return "", fmt.Errorf("%w: file path: %v", ErrInvalid, err)
 	}
 	return filepath.Join(l.root, filePath), nil
@@ -188,7 +188,7 @@ func (l *Loop) Device(_ context.Context, nqn string) (string, error) {
 
 // Disconnect implements Initiator: every loop device of the NQN is detached.
 func (l *Loop) Disconnect(ctx context.Context, nqn string) error {
-	if !Owned(nqn) {
+	if !volid.Owned(nqn) {
 		return fmt.Errorf("%w: refusing to disconnect %q", ErrNotOwned, nqn)
 	}
 	if err := validateNQN(nqn); err != nil {

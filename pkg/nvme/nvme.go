@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Errors that keep their meaning through the node service (DESIGN.md, principle 3). Errors returned
@@ -64,25 +64,21 @@ type HealthChecker interface {
 	Health(ctx context.Context, nqn string) error
 }
 
-// Owned reports whether an NQN belongs to this driver, i.e. may be disconnected by it.
-func Owned(nqn string) bool {
-	return strings.HasPrefix(nqn, routeros.NQNPrefix) && len(nqn) > len(routeros.NQNPrefix)
-}
-
-// SlotOf returns the RDS slot (the CSI volume ID) of an owned NQN.
+// SlotOf returns the RDS slot (the CSI volume ID) of an NQN owned by this driver, with the
+// initiator's error kinds: an NQN of another driver is never touched (ErrNotOwned).
 func SlotOf(nqn string) (string, error) {
-	if !Owned(nqn) {
+	if !volid.Owned(nqn) {
 		return "", fmt.Errorf("%w: %q", ErrNotOwned, nqn)
 	}
-	slot := strings.TrimPrefix(nqn, routeros.NQNPrefix)
-	if err := routeros.ValidateSlot(slot); err != nil {
+	slot, err := volid.SlotOfNQN(nqn)
+	if err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return slot, nil
 }
 
 func validateNQN(nqn string) error {
-	if err := routeros.ValidateNQN(nqn); err != nil {
+	if err := volid.ValidateNQN(nqn); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
 	return nil

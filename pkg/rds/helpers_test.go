@@ -6,13 +6,13 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
-func spec(slot string, size int64) routeros.DiskSpec {
-	return routeros.DiskSpec{
-		Slot: slot, FilePath: FilePathFor("/storage-pool/kubernetes-volumes", slot), Size: size,
-		Export: true, Port: 4420, NQN: routeros.NQNForSlot(slot),
+func spec(slot string, size int64) DiskSpec {
+	return DiskSpec{
+		Slot: slot, FilePath: volid.FilePath("/storage-pool/kubernetes-volumes", slot), Size: size,
+		Export: true, Port: volid.DefaultPort, NQN: volid.NQN(slot),
 	}
 }
 

@@ -37,14 +37,14 @@ type Capacity struct {
 type Backend interface {
 	// CreateDisk creates the backing file and the disk entry. If the slot exists already, it
 	// returns the existing disk together with a KindAlreadyExists error.
-	CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk, error)
+	CreateDisk(ctx context.Context, spec DiskSpec) (*Disk, error)
 	// CopyDisk creates a disk whose file is a copy of source's file (snapshots, clones,
 	// restores); an existing slot is reported as in CreateDisk. The slot must belong to one
 	// request alone: a file at spec.FilePath without a disk entry is taken for an unfinished
 	// copy of this same request and replaced. The copy has its own deadline and goes on when ctx
 	// ends (the call then fails with KindDeadlineExceeded); a call for the same slot while it
 	// runs waits for it instead of starting another.
-	CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error)
+	CopyDisk(ctx context.Context, source string, spec DiskSpec) (*Disk, error)
 	// PendingCopies returns the slots starting with prefix of copies that are not finished:
 	// running in this process, or files without a disk entry (left by a copy that was cut).
 	PendingCopies(ctx context.Context, prefix string) ([]string, error)
@@ -123,7 +123,7 @@ func (s *Storage) run(ctx context.Context, cmd routeros.Command, err error) (str
 }
 
 // CreateDisk implements Backend.
-func (s *Storage) CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk, error) {
+func (s *Storage) CreateDisk(ctx context.Context, spec DiskSpec) (*Disk, error) {
 	cmd, err := routeros.DiskAdd(spec)
 	return s.add(ctx, spec, cmd, err)
 }
@@ -131,7 +131,7 @@ func (s *Storage) CreateDisk(ctx context.Context, spec routeros.DiskSpec) (*Disk
 // CopyDisk implements Backend. A copy of a large disk takes minutes on a real RDS, longer than a
 // CSI call may wait: the copy runs detached, under its own deadline, and a retried call joins it
 // rather than start a second copy of the same data.
-func (s *Storage) CopyDisk(ctx context.Context, source string, spec routeros.DiskSpec) (*Disk, error) {
+func (s *Storage) CopyDisk(ctx context.Context, source string, spec DiskSpec) (*Disk, error) {
 	cmd, err := routeros.DiskCopy(source, spec)
 	if err != nil {
 		return nil, err
@@ -160,7 +160,7 @@ func (s *Storage) CopyDisk(ctx context.Context, source string, spec routeros.Dis
 }
 
 // runCopy makes one copy and publishes its result in op.
-func (s *Storage) runCopy(op *copyOp, spec routeros.DiskSpec, cmd routeros.Command) {
+func (s *Storage) runCopy(op *copyOp, spec DiskSpec, cmd routeros.Command) {
 	defer func() {
 		s.mu.Lock()
 		delete(s.copies, spec.Slot)
@@ -260,7 +260,7 @@ func (s *Storage) PendingCopies(ctx context.Context, prefix string) ([]string, e
 	return slots, nil
 }
 
-func (s *Storage) add(ctx context.Context, spec routeros.DiskSpec, cmd routeros.Command, err error) (*Disk, error) {
+func (s *Storage) add(ctx context.Context, spec DiskSpec, cmd routeros.Command, err error) (*Disk, error) {
 	_, err = s.run(ctx, cmd, err)
 	if err != nil {
 		if !routeros.IsAlreadyExists(err) && routeros.KindOf(err) != routeros.KindInternal {
@@ -460,6 +460,3 @@ func diskFromItem(it routeros.Item) (*Disk, error) {
 	}
 	return d, nil
 }
-
-// FilePathFor returns the backing file of a slot in a volume directory.
-func FilePathFor(volumePath, slot string) string { return path.Join(volumePath, slot+".img") }

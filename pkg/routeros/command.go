@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Command is a RouterOS command line built only from validated values. The zero value is not a
@@ -56,7 +58,7 @@ func (b *builder) quoted(value string) string {
 
 func (b *builder) check(value string) {
 	if b.err == nil && !safeToken.MatchString(value) {
-		b.err = Errorf(KindInvalidArgument, "refusing to send value %q to the RDS", printable(value))
+		b.err = Errorf(KindInvalidArgument, "refusing to send value %q to the RDS", volid.Printable(value))
 	}
 }
 
@@ -65,15 +67,6 @@ func (b *builder) done() (Command, error) {
 		return Command{}, b.err
 	}
 	return Command{line: b.b.String()}, nil
-}
-
-func firstErr(errs ...error) error {
-	for _, e := range errs {
-		if e != nil {
-			return e
-		}
-	}
-	return nil
 }
 
 // FormatSize renders an exact byte count. Plain bytes are always exact; no unit rounding happens.
@@ -90,12 +83,12 @@ type DiskSpec struct {
 }
 
 func (s DiskSpec) validate(sizeRequired bool) error {
-	err := firstErr(ValidateSlot(s.Slot), ValidatePath(s.FilePath))
+	err := invalidArgument(volid.ValidateSlot(s.Slot), volid.ValidatePath(s.FilePath))
 	if err == nil && (sizeRequired || s.Size != 0) {
 		err = ValidateSize(s.Size)
 	}
 	if err == nil && s.Export {
-		err = firstErr(ValidatePort(s.Port), ValidateNQN(s.NQN))
+		err = invalidArgument(volid.ValidatePort(s.Port), volid.ValidateNQN(s.NQN))
 	}
 	return err
 }
@@ -119,7 +112,7 @@ func DiskAdd(s DiskSpec) (Command, error) {
 
 // DiskCopy creates a disk whose file is a copy of the source slot's file (snapshot, clone, restore).
 func DiskCopy(source string, s DiskSpec) (Command, error) {
-	if err := firstErr(ValidateSlot(source), s.validate(false)); err != nil {
+	if err := invalidArgument(volid.ValidateSlot(source), s.validate(false)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -133,7 +126,7 @@ func DiskCopy(source string, s DiskSpec) (Command, error) {
 
 // DiskResize sets the size of a disk's backing file.
 func DiskResize(slot string, size int64) (Command, error) {
-	if err := firstErr(ValidateSlot(slot), ValidateSize(size)); err != nil {
+	if err := invalidArgument(volid.ValidateSlot(slot), ValidateSize(size)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -143,7 +136,7 @@ func DiskResize(slot string, size int64) (Command, error) {
 
 // DiskRemove removes a disk entry (not its file).
 func DiskRemove(slot string) (Command, error) {
-	if err := ValidateSlot(slot); err != nil {
+	if err := invalidArgument(volid.ValidateSlot(slot)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -153,7 +146,7 @@ func DiskRemove(slot string) (Command, error) {
 
 // DiskPrint prints one disk.
 func DiskPrint(slot string) (Command, error) {
-	if err := ValidateSlot(slot); err != nil {
+	if err := invalidArgument(volid.ValidateSlot(slot)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -189,7 +182,7 @@ func FileName(path string) string { return strings.TrimPrefix(path, "/") }
 
 // FilePrint prints one file by its absolute path.
 func FilePrint(path string) (Command, error) {
-	if err := ValidatePath(path); err != nil {
+	if err := invalidArgument(volid.ValidatePath(path)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -201,7 +194,7 @@ func FilePrint(path string) (Command, error) {
 // ('.' matches any character here, so callers filter the answer exactly). It finds the backing
 // file of a disk whose entry is gone when its directory is unknown.
 func FileFindBySlot(slot string) (Command, error) {
-	if err := ValidateSlot(slot); err != nil {
+	if err := invalidArgument(volid.ValidateSlot(slot)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}
@@ -212,11 +205,11 @@ func FileFindBySlot(slot string) (Command, error) {
 // validatePrefix checks a slot prefix; '.' is a regular expression metacharacter, so the prefix
 // alphabet leaves it out.
 func validatePrefix(prefix string) error {
-	if len(prefix) > MaxSlotLen {
-		return Errorf(KindInvalidArgument, "slot prefix is %d characters, the limit is %d", len(prefix), MaxSlotLen)
+	if len(prefix) > volid.MaxSlotLen {
+		return Errorf(KindInvalidArgument, "slot prefix is %d characters, the limit is %d", len(prefix), volid.MaxSlotLen)
 	}
 	if prefix != "" && !slotPrefixRE.MatchString(prefix) {
-		return Errorf(KindInvalidArgument, "slot prefix %q may only hold lower-case letters, digits, '_' and '-'", printable(prefix))
+		return Errorf(KindInvalidArgument, "slot prefix %q may only hold lower-case letters, digits, '_' and '-'", volid.Printable(prefix))
 	}
 	return nil
 }
@@ -238,7 +231,7 @@ func FileFindByPrefix(prefix string) (Command, error) {
 
 // FileRemove removes a file by its absolute path.
 func FileRemove(path string) (Command, error) {
-	if err := ValidatePath(path); err != nil {
+	if err := invalidArgument(volid.ValidatePath(path)); err != nil {
 		return Command{}, err
 	}
 	b := &builder{}

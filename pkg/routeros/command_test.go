@@ -5,12 +5,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 const (
 	goodSlot = "pvc-ccdecfad-a8bf-572e-9120-464c4d99f12f"
 	goodPath = "/storage-pool/kubernetes-volumes/" + goodSlot + ".img"
-	goodNQN  = NQNPrefix + goodSlot
+	goodNQN  = volid.NQNPrefix + goodSlot
 	tib15    = int64(1649267441664) // 1.5 TiB
 )
 
@@ -247,18 +249,18 @@ func insertMiddle(s, frag string) string { return s[:len(s)/2] + frag + s[len(s)
 func TestConstructorsRefuseBadNames(t *testing.T) {
 	long := strings.Repeat("a", 300)
 	cases := map[string][]string{
-		"DiskAdd slot":           {"", long, "PVC-A", "pvc-A", "-pvc", "pvc-", ".pvc", "pvc.", "_pvc", strings.Repeat("a", MaxSlotLen+1)},
+		"DiskAdd slot":           {"", long, "PVC-A", "pvc-A", "-pvc", "pvc-", ".pvc", "pvc.", "_pvc", strings.Repeat("a", volid.MaxSlotLen+1)},
 		"DiskCopy source":        {"", long, "Snap-1", "snap-1-"},
 		"DiskCopy slot":          {"", long, "PVC"},
 		"DiskResize slot":        {"", long, "Pvc-a"},
 		"DiskRemove slot":        {"", long, "PVC-A"},
 		"DiskPrint slot":         {"", long, "pvc-A"},
-		"DiskPrintPrefix prefix": {long, "PVC-", "pvc.", ".*", "^pvc", "pvc|snap", "pvc(", strings.Repeat("a", MaxSlotLen+1)},
+		"DiskPrintPrefix prefix": {long, "PVC-", "pvc.", ".*", "^pvc", "pvc|snap", "pvc(", strings.Repeat("a", volid.MaxSlotLen+1)},
 		"PoolPrint pool":         {"", long, "-pool", ".pool", strings.Repeat("p", 65)},
-		"DiskAdd nqn":            {"", long, "NQN.2000-02.com.mikrotik:pvc-a", "nqn.2000-02.com.mikrotik:PVC-A", "nqn.2000-02.com.mikrotik:", "iqn.2000-02.com.mikrotik:pvc-a", "nqn.20-02.com.mikrotik:pvc-a", NQNPrefix + strings.Repeat("a", MaxNQNLen-len(NQNPrefix)+1)},
+		"DiskAdd nqn":            {"", long, "NQN.2000-02.com.mikrotik:pvc-a", "nqn.2000-02.com.mikrotik:PVC-A", "nqn.2000-02.com.mikrotik:", "iqn.2000-02.com.mikrotik:pvc-a", "nqn.20-02.com.mikrotik:pvc-a", volid.NQNPrefix + strings.Repeat("a", volid.MaxNQNLen-len(volid.NQNPrefix)+1)},
 	}
 	badPaths := []string{
-		"", "/", "//", long, "/" + strings.Repeat("a", MaxPathLen), "storage-pool/a.img", "./a.img",
+		"", "/", "//", long, "/" + strings.Repeat("a", volid.MaxPathLen), "storage-pool/a.img", "./a.img",
 		"/storage-pool/../etc/passwd", "/storage-pool/..", "/../a.img", "/..", "/storage-pool/./a.img",
 		"/storage-pool/.", "/storage-pool//a.img", "/storage-pool/a.img/", "/storage-pool/a b.img",
 		"/storage-pool/a:b.img", "/storage-pool/a^b.img",
@@ -268,7 +270,7 @@ func TestConstructorsRefuseBadNames(t *testing.T) {
 	}
 	for _, p := range positions {
 		for _, v := range cases[p.name] {
-			t.Run(p.name+"/"+printable(v), func(t *testing.T) {
+			t.Run(p.name+"/"+volid.Printable(v), func(t *testing.T) {
 				c, err := p.build(v)
 				assertRefused(t, c, err)
 			})
@@ -284,15 +286,15 @@ func TestConstructorsAcceptEdgeNames(t *testing.T) {
 		{"DiskAdd slot", "a"},
 		{"DiskAdd slot", "0"},
 		{"DiskAdd slot", "snap-1.2_3"},
-		{"DiskAdd slot", strings.Repeat("a", MaxSlotLen)},
-		{"DiskPrint slot", strings.Repeat("9", MaxSlotLen)},
-		{"DiskPrintPrefix prefix", strings.Repeat("a", MaxSlotLen)},
+		{"DiskAdd slot", strings.Repeat("a", volid.MaxSlotLen)},
+		{"DiskPrint slot", strings.Repeat("9", volid.MaxSlotLen)},
+		{"DiskPrintPrefix prefix", strings.Repeat("a", volid.MaxSlotLen)},
 		{"DiskPrintPrefix prefix", "-"},
 		{"PoolPrint pool", "Storage_Pool.2"},
 		{"PoolPrint pool", strings.Repeat("p", 64)},
-		{"DiskAdd nqn", NQNPrefix + strings.Repeat("a", MaxNQNLen-len(NQNPrefix))},
+		{"DiskAdd nqn", volid.NQNPrefix + strings.Repeat("a", volid.MaxNQNLen-len(volid.NQNPrefix))},
 		{"DiskAdd nqn", "nqn.2014-08.org.nvmexpress:uuid:1b4e28ba-2fa1-11d2-883f-0016d3cca427"},
-		{"FilePrint path", "/" + strings.Repeat("a", MaxPathLen-1)},
+		{"FilePrint path", "/" + strings.Repeat("a", volid.MaxPathLen-1)},
 		{"FilePrint path", "/storage-pool/..hidden.img"},
 		{"FilePrint path", "/storage-pool/a..b.img"},
 		{"FilePrint path", "/Storage-Pool/K8s/A_b-c.IMG"},
@@ -303,7 +305,7 @@ func TestConstructorsAcceptEdgeNames(t *testing.T) {
 		byName[p.name] = p
 	}
 	for _, tc := range tests {
-		t.Run(tc.pos+"/"+printable(tc.v), func(t *testing.T) {
+		t.Run(tc.pos+"/"+volid.Printable(tc.v), func(t *testing.T) {
 			c, err := byName[tc.pos].build(tc.v)
 			if err != nil {
 				t.Fatalf("refused: %v", err)
@@ -388,18 +390,18 @@ func TestValidators(t *testing.T) {
 		err  error
 		ok   bool
 	}{
-		{"slot good", ValidateSlot(goodSlot), true},
-		{"slot 300", ValidateSlot(long), false},
-		{"slot upper", ValidateSlot("PVC"), false},
-		{"path good", ValidatePath(goodPath), true},
-		{"path 300", ValidatePath("/" + long), false},
-		{"path dotdot", ValidatePath("/a/../b"), false},
-		{"nqn good", ValidateNQN(goodNQN), true},
-		{"nqn 300", ValidateNQN(NQNPrefix + long), false},
+		{"slot good", volid.ValidateSlot(goodSlot), true},
+		{"slot 300", volid.ValidateSlot(long), false},
+		{"slot upper", volid.ValidateSlot("PVC"), false},
+		{"path good", volid.ValidatePath(goodPath), true},
+		{"path 300", volid.ValidatePath("/" + long), false},
+		{"path dotdot", volid.ValidatePath("/a/../b"), false},
+		{"nqn good", volid.ValidateNQN(goodNQN), true},
+		{"nqn 300", volid.ValidateNQN(volid.NQNPrefix + long), false},
 		{"size good", ValidateSize(1 << 30), true},
 		{"size 0", ValidateSize(0), false},
-		{"port good", ValidatePort(4420), true},
-		{"port 70000", ValidatePort(70000), false},
+		{"port good", volid.ValidatePort(4420), true},
+		{"port 70000", volid.ValidatePort(70000), false},
 		{"pool good", ValidatePoolName("storage-pool"), true},
 		{"pool 300", ValidatePoolName(long), false},
 		{"pool empty", ValidatePoolName(""), false},
@@ -414,8 +416,8 @@ func TestValidators(t *testing.T) {
 			}
 		})
 	}
-	if NQNForSlot(goodSlot) != goodNQN || ValidateNQN(NQNForSlot(strings.Repeat("a", MaxSlotLen))) != nil {
-		t.Error("NQNForSlot does not give a valid NQN for a valid slot")
+	if volid.NQN(goodSlot) != goodNQN || volid.ValidateNQN(volid.NQN(strings.Repeat("a", volid.MaxSlotLen))) != nil {
+		t.Error("volid.NQN does not give a valid NQN for a valid slot")
 	}
 	if FileName(goodPath) != strings.TrimPrefix(goodPath, "/") {
 		t.Errorf("FileName(%q) = %q", goodPath, FileName(goodPath))
@@ -423,7 +425,7 @@ func TestValidators(t *testing.T) {
 }
 
 func TestPrintableBoundsMessages(t *testing.T) {
-	err := ValidateSlot(strings.Repeat("\xff", 500))
+	err := volid.ValidateSlot(strings.Repeat("\xff", 500))
 	if err == nil || len(err.Error()) > 400 || !isValidUTF8(err.Error()) {
 		t.Errorf("error message not bounded or not valid UTF-8: %q", err)
 	}

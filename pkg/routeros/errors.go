@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Kind classifies a failure so that callers can keep its meaning (docs/design.md, principle 3).
@@ -77,11 +79,15 @@ func Errorf(kind Kind, format string, args ...any) *Error {
 	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
 }
 
-// KindOf returns the kind of err; errors that were never classified are internal.
+// KindOf returns the kind of err; errors that were never classified are internal, except the
+// refusals of pkg/volid, which are invalid arguments wherever they come from.
 func KindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
 		return e.Kind
+	}
+	if errors.Is(err, volid.ErrInvalid) {
+		return KindInvalidArgument
 	}
 	return KindInternal
 }

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // ---------------------------------------------------------------------------------------------
@@ -310,7 +312,7 @@ func checkBuiltValue(t *testing.T, p fuzzPosition, v string) {
 		}
 		return
 	}
-	if !p.allow.MatchString(v) || len(v) > MaxPathLen || strings.ContainsAny(v, ";$[]\"'`\\{} \t\r\n") {
+	if !p.allow.MatchString(v) || len(v) > volid.MaxPathLen || strings.ContainsAny(v, ";$[]\"'`\\{} \t\r\n") {
 		t.Fatalf("%s accepted %q, which is outside the allow-list", p.name, v)
 	}
 	if strings.HasPrefix(v, "/") && (strings.Contains(v+"/", "/../") || strings.Contains(v+"/", "/./")) {
@@ -484,7 +486,7 @@ func genDiskItem(r *rand.Rand) []pair {
 	}
 	model := randString(r, lowerAlnum+"./:_-\\\"", r.IntN(60))
 	human := strconv.FormatFloat(float64(size)/(1<<30), 'f', 1, 64) + "GiB"
-	nqn := NQNForSlot(slot)
+	nqn := volid.NQN(slot)
 	port := 1 + r.IntN(65535)
 	yesNo := func() string { return []string{"yes", "no"}[r.IntN(2)] }
 	pairs := []pair{

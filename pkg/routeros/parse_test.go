@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Output captured from real RDS units, verbatim (docs/routeros.md shows them, the disk shortened).
@@ -350,7 +352,7 @@ func TestParsePrintDetailHardwareSample(t *testing.T) {
 	if err != nil || fs != 50<<30 {
 		t.Errorf("file-size = %d, %v; want %d", fs, err, int64(50)<<30)
 	}
-	if it.Fields["nvme-tcp-server-nqn"] != NQNForSlot(it.Fields["slot"]) {
+	if it.Fields["nvme-tcp-server-nqn"] != volid.NQN(it.Fields["slot"]) {
 		t.Errorf("NQN %q does not match the slot", it.Fields["nvme-tcp-server-nqn"])
 	}
 	wantOrder := []string{"type", "slot", "slot-default", "parent", "fs", "model", "size"}

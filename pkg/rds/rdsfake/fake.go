@@ -10,6 +10,7 @@ import (
 
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/routeros"
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // Backend keeps disks in memory. Set Err to make every call fail with it (e.g. an outage);
@@ -51,7 +52,7 @@ func (b *Backend) used() int64 {
 }
 
 // CreateDisk implements rds.Backend.
-func (b *Backend) CreateDisk(_ context.Context, spec routeros.DiskSpec) (*rds.Disk, error) {
+func (b *Backend) CreateDisk(_ context.Context, spec rds.DiskSpec) (*rds.Disk, error) {
 	if _, err := routeros.DiskAdd(spec); err != nil {
 		return nil, err
 	}
@@ -59,7 +60,7 @@ func (b *Backend) CreateDisk(_ context.Context, spec routeros.DiskSpec) (*rds.Di
 }
 
 // CopyDisk implements rds.Backend.
-func (b *Backend) CopyDisk(_ context.Context, source string, spec routeros.DiskSpec) (*rds.Disk, error) {
+func (b *Backend) CopyDisk(_ context.Context, source string, spec rds.DiskSpec) (*rds.Disk, error) {
 	if _, err := routeros.DiskCopy(source, spec); err != nil {
 		return nil, err
 	}
@@ -87,7 +88,7 @@ func (b *Backend) PendingCopies(_ context.Context, prefix string) ([]string, err
 	return nil, nil
 }
 
-func (b *Backend) add(op string, spec routeros.DiskSpec, size int64) (*rds.Disk, error) {
+func (b *Backend) add(op string, spec rds.DiskSpec, size int64) (*rds.Disk, error) {
 	if err := b.check(op, spec.Slot); err != nil {
 		return nil, err
 	}
@@ -110,7 +111,7 @@ func (b *Backend) add(op string, spec routeros.DiskSpec, size int64) (*rds.Disk,
 
 // GetDisk implements rds.Backend.
 func (b *Backend) GetDisk(_ context.Context, slot string) (*rds.Disk, error) {
-	if err := routeros.ValidateSlot(slot); err != nil {
+	if err := volid.ValidateSlot(slot); err != nil {
 		return nil, err
 	}
 	if err := b.check("get", slot); err != nil {
@@ -169,7 +170,7 @@ func (b *Backend) ResizeDisk(_ context.Context, slot string, size int64) (*rds.D
 
 // DeleteDisk implements rds.Backend.
 func (b *Backend) DeleteDisk(_ context.Context, slot, filePath string) error {
-	if err := routeros.ValidateSlot(slot); err != nil {
+	if err := volid.ValidateSlot(slot); err != nil {
 		return err
 	}
 	if err := b.check("delete", slot); err != nil {
