@@ -93,11 +93,10 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(id)
 
 	spec := rds.DiskSpec{
 		Slot: id, FilePath: volid.FilePath(params.VolumePath, id), Size: size,
@@ -202,20 +201,34 @@ func (d *Driver) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequest)
 	if err := checkVolumeID(id); err != nil {
 		return nil, err
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(id)
 	if nodes := d.attacher.PublishedNodes(id); len(nodes) > 0 {
 		return nil, status.Errorf(codes.FailedPrecondition, "volume %s is still published to %v", id, nodes)
 	}
-	fallback := volid.FilePath(d.opts.DefaultParams.withFallbacks().VolumePath, id)
-	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
-		return nil, toStatus(err, "deleting volume %s", id)
+	if err := d.deleteDisk(ctx, "volume", id); err != nil {
+		return nil, err
 	}
 	klog.InfoS("Volume deleted", "volume", id)
 	return &csi.DeleteVolumeResponse{}, nil
+}
+
+// deleteDisk deletes a volume's or snapshot's disk and file. The file is looked for in the
+// default volume directory when the disk entry that names it is gone already.
+func (d *Driver) deleteDisk(ctx context.Context, kind, id string) error {
+	fallback := volid.FilePath(d.opts.DefaultParams.withFallbacks().VolumePath, id)
+	return toStatus(d.backend.DeleteDisk(ctx, id, fallback), "deleting %s %s", kind, id)
+}
+
+// getVolume looks up a volume by an incoming ID.
+func (d *Driver) getVolume(ctx context.Context, id string) (*rds.Disk, error) {
+	if err := checkVolumeID(id); err != nil {
+		return nil, err
+	}
+	disk, err := d.backend.GetDisk(ctx, id)
+	return disk, toStatus(err, "looking up volume %s", id)
 }
 
 // ControllerExpandVolume implements csi.ControllerServer. Sizes are exact; a filesystem volume
@@ -237,11 +250,10 @@ func (d *Driver) ControllerExpandVolume(ctx context.Context, req *csi.Controller
 	if err != nil {
 		return nil, err
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(id)
 	disk, err := d.backend.ResizeDisk(ctx, id, size)
 	if err != nil {
 		return nil, toStatus(err, "expanding volume %s", id)

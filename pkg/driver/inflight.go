@@ -18,16 +18,18 @@ type inflight struct {
 func newInflight() *inflight { return &inflight{keys: map[string]struct{}{}} }
 
 // lock takes key, or returns Aborted (the CO retries later) while another operation holds it.
-func (i *inflight) lock(key string) (unlock func(), err error) {
+func (i *inflight) lock(key string) error {
 	i.mu.Lock()
 	defer i.mu.Unlock()
 	if _, busy := i.keys[key]; busy {
-		return nil, status.Errorf(codes.Aborted, "an operation on %s is already in progress", key)
+		return status.Errorf(codes.Aborted, "an operation on %s is already in progress", key)
 	}
 	i.keys[key] = struct{}{}
-	return func() {
-		i.mu.Lock()
-		delete(i.keys, key)
-		i.mu.Unlock()
-	}, nil
+	return nil
+}
+
+func (i *inflight) unlock(key string) {
+	i.mu.Lock()
+	delete(i.keys, key)
+	i.mu.Unlock()
 }

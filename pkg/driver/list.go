@@ -54,12 +54,9 @@ func (d *Driver) ListVolumes(ctx context.Context, req *csi.ListVolumesRequest) (
 // ControllerGetVolume implements csi.ControllerServer.
 func (d *Driver) ControllerGetVolume(ctx context.Context, req *csi.ControllerGetVolumeRequest) (*csi.ControllerGetVolumeResponse, error) {
 	id := req.GetVolumeId()
-	if err := checkVolumeID(id); err != nil {
-		return nil, err
-	}
-	disk, err := d.backend.GetDisk(ctx, id)
+	disk, err := d.getVolume(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up volume %s", id)
+		return nil, err
 	}
 	return &csi.ControllerGetVolumeResponse{
 		Volume: volumeFromDisk(disk, d.opts.DefaultParams),
@@ -84,12 +81,9 @@ func health(disk *rds.Disk) []*csi.VolumeHealth_VolumeHealthEntry {
 // ControllerGetVolumeHealth implements csi.ControllerServer.
 func (d *Driver) ControllerGetVolumeHealth(ctx context.Context, req *csi.ControllerGetVolumeHealthRequest) (*csi.ControllerGetVolumeHealthResponse, error) {
 	id := req.GetVolumeId()
-	if err := checkVolumeID(id); err != nil {
-		return nil, err
-	}
-	disk, err := d.backend.GetDisk(ctx, id)
+	disk, err := d.getVolume(ctx, id)
 	if err != nil {
-		return nil, toStatus(err, "looking up volume %s", id)
+		return nil, err
 	}
 	return &csi.ControllerGetVolumeHealthResponse{VolumeHealth: &csi.VolumeHealth{VolumeId: id, HealthStatuses: health(disk)}}, nil
 }

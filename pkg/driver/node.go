@@ -126,10 +126,10 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 // changes it behind our back (an unstage must not find the staging path empty, disconnect, and see
 // a late mount of the disconnected device appear there afterwards).
 func (n *nodeService) lock(ctx context.Context, volID string) (func(), error) {
-	unlock, err := n.locks.lock(volID)
-	if err != nil {
+	if err := n.locks.lock(volID); err != nil {
 		return nil, err
 	}
+	unlock := func() { n.locks.unlock(volID) }
 	if err := n.awaitPending(ctx, volID); err != nil {
 		unlock()
 		return nil, err

@@ -289,11 +289,8 @@ func TestNodeParseVolume(t *testing.T) {
 
 func TestNodeAbortsAConcurrentOperation(t *testing.T) {
 	d := newFakeNode(t, &fakeInitiator{})
-	unlock, err := d.node.locks.lock(vid)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unlock()
+	must(t, d.node.locks.lock(vid))
+	defer d.node.locks.unlock(vid)
 	ctx, dir := context.Background(), t.TempDir()
 	calls := map[string]func() error{
 		"stage": func() error {

@@ -44,11 +44,10 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if !d.attacher.Ready() {
 		return nil, status.Error(codes.Unavailable, "attachment state is still being rebuilt; retry shortly")
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(id)
 
 	disk, err := d.backend.GetDisk(ctx, id)
 	if err != nil {
@@ -109,11 +108,10 @@ func (d *Driver) ControllerUnpublishVolume(ctx context.Context, req *csi.Control
 			return nil, err
 		}
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(id)
 	if err := d.attacher.Detach(ctx, id, req.GetNodeId()); err != nil {
 		return nil, toStatus(err, "detaching volume %s", id)
 	}

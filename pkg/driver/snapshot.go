@@ -45,11 +45,10 @@ func (d *Driver) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshotRequ
 	if err := checkVolumeID(source); err != nil {
 		return nil, err
 	}
-	unlock, err := d.inflight.lock(prefix)
-	if err != nil {
+	if err := d.inflight.lock(prefix); err != nil {
 		return nil, err
 	}
-	defer unlock()
+	defer d.inflight.unlock(prefix)
 
 	existing, err := d.backend.ListDisks(ctx, prefix)
 	if err != nil {
@@ -124,14 +123,12 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if _, ok := volid.ParseSnapshotID(id); !ok {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
-	unlock, err := d.inflight.lock(id)
-	if err != nil {
+	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
-	defer unlock()
-	fallback := volid.FilePath(d.opts.DefaultParams.withFallbacks().VolumePath, id)
-	if err := d.backend.DeleteDisk(ctx, id, fallback); err != nil {
-		return nil, toStatus(err, "deleting snapshot %s", id)
+	defer d.inflight.unlock(id)
+	if err := d.deleteDisk(ctx, "snapshot", id); err != nil {
+		return nil, err
 	}
 	klog.InfoS("Snapshot deleted", "snapshot", id)
 	return &csi.DeleteSnapshotResponse{}, nil
