@@ -122,6 +122,15 @@ func (s *Storage) run(ctx context.Context, cmd routeros.Command, err error) (str
 	return s.r.Run(ctx, cmd)
 }
 
+// print runs a print command and parses its items.
+func (s *Storage) print(ctx context.Context, cmd routeros.Command, err error) ([]routeros.Item, error) {
+	out, err := s.run(ctx, cmd, err)
+	if err != nil {
+		return nil, err
+	}
+	return routeros.ParsePrintDetail(out), nil
+}
+
 // CreateDisk implements Backend.
 func (s *Storage) CreateDisk(ctx context.Context, spec DiskSpec) (*Disk, error) {
 	cmd, err := routeros.DiskAdd(spec)
@@ -238,11 +247,11 @@ func (s *Storage) PendingCopies(ctx context.Context, prefix string) ([]string, e
 	}
 	s.mu.Unlock()
 	cmd, err := routeros.FileFindByPrefix(prefix)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return nil, err
 	}
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		base := path.Base(it.Fields["name"])
 		slot, ok := strings.CutSuffix(base, ".img")
 		if !ok || !strings.HasPrefix(slot, prefix) || seen[slot] {
@@ -283,11 +292,11 @@ func (s *Storage) add(ctx context.Context, spec DiskSpec, cmd routeros.Command, 
 // GetDisk implements Backend.
 func (s *Storage) GetDisk(ctx context.Context, slot string) (*Disk, error) {
 	cmd, err := routeros.DiskPrint(slot)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return nil, err
 	}
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		if it.Fields["slot"] == slot {
 			return diskFromItem(it)
 		}
@@ -298,12 +307,12 @@ func (s *Storage) GetDisk(ctx context.Context, slot string) (*Disk, error) {
 // ListDisks implements Backend.
 func (s *Storage) ListDisks(ctx context.Context, prefix string) ([]Disk, error) {
 	cmd, err := routeros.DiskPrintPrefix(prefix)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return nil, err
 	}
 	var disks []Disk
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		if it.Fields["type"] != "file" || !strings.HasPrefix(it.Fields["slot"], prefix) {
 			continue
 		}
@@ -388,12 +397,12 @@ func (s *Storage) DeleteDisk(ctx context.Context, slot, filePath string) error {
 // filesOfSlot returns the absolute paths of the files named exactly "<slot>.img".
 func (s *Storage) filesOfSlot(ctx context.Context, slot string) ([]string, error) {
 	cmd, err := routeros.FileFindBySlot(slot)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return nil, err
 	}
 	var paths []string
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		name := it.Fields["name"]
 		if path.Base(name) == slot+".img" {
 			paths = append(paths, "/"+strings.TrimPrefix(name, "/"))
@@ -404,12 +413,12 @@ func (s *Storage) filesOfSlot(ctx context.Context, slot string) ([]string, error
 
 func (s *Storage) fileExists(ctx context.Context, p string) (bool, error) {
 	cmd, err := routeros.FilePrint(p)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return false, err
 	}
 	want := routeros.FileName(p)
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		if it.Fields["name"] == want {
 			return true, nil
 		}
@@ -420,11 +429,11 @@ func (s *Storage) fileExists(ctx context.Context, p string) (bool, error) {
 // PoolCapacity implements Backend.
 func (s *Storage) PoolCapacity(ctx context.Context, pool string) (*Capacity, error) {
 	cmd, err := routeros.PoolPrint(pool)
-	out, err := s.run(ctx, cmd, err)
+	items, err := s.print(ctx, cmd, err)
 	if err != nil {
 		return nil, err
 	}
-	for _, it := range routeros.ParsePrintDetail(out) {
+	for _, it := range items {
 		if it.Fields["mount-point"] != pool {
 			continue
 		}

@@ -114,7 +114,12 @@ func (b *Backend) GetDisk(_ context.Context, slot string) (*rds.Disk, error) {
 	if err := volid.ValidateSlot(slot); err != nil {
 		return nil, err
 	}
-	if err := b.check("get", slot); err != nil {
+	return b.update("get", slot, nil)
+}
+
+// update runs change, if any, on the disk of slot under the lock and stores what it leaves.
+func (b *Backend) update(op, slot string, change func(d *rds.Disk) error) (*rds.Disk, error) {
+	if err := b.check(op, slot); err != nil {
 		return nil, err
 	}
 	b.mu.Lock()
@@ -122,6 +127,13 @@ func (b *Backend) GetDisk(_ context.Context, slot string) (*rds.Disk, error) {
 	d, ok := b.disks[slot]
 	if !ok {
 		return nil, routeros.Errorf(routeros.KindNotFound, "disk %s not found", slot)
+	}
+	if change != nil {
+		if err := change(&d); err != nil {
+			return nil, err
+		}
+		b.disks[slot] = d
+		b.files[d.FilePath] = d.Size
 	}
 	return &d, nil
 }
@@ -148,24 +160,16 @@ func (b *Backend) ResizeDisk(_ context.Context, slot string, size int64) (*rds.D
 	if _, err := routeros.DiskResize(slot, size); err != nil {
 		return nil, err
 	}
-	if err := b.check("resize", slot); err != nil {
-		return nil, err
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	d, ok := b.disks[slot]
-	if !ok {
-		return nil, routeros.Errorf(routeros.KindNotFound, "disk %s not found", slot)
-	}
-	if size > d.Size {
+	return b.update("resize", slot, func(d *rds.Disk) error {
+		if size <= d.Size {
+			return nil
+		}
 		if b.used()+size-d.Size > b.PoolSize {
-			return nil, routeros.Errorf(routeros.KindOutOfSpace, "failure: not enough space")
+			return routeros.Errorf(routeros.KindOutOfSpace, "failure: not enough space")
 		}
 		d.Size = size
-		b.disks[slot] = d
-		b.files[d.FilePath] = size
-	}
-	return &d, nil
+		return nil
+	})
 }
 
 // DeleteDisk implements rds.Backend.
