@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 	mount "k8s.io/mount-utils"
@@ -261,49 +260,4 @@ func (n *nodeService) deviceUsers(dev string, except ...string) ([]string, error
 		users = append(users, "holder "+h.Name())
 	}
 	return users, nil
-}
-
-// blockDeviceSize returns the size of a block device (or of the device behind a device node).
-func blockDeviceSize(path string) (int64, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	var size uint64
-	if _, _, errno := unix.Syscall(unix.SYS_IOCTL, f.Fd(), unix.BLKGETSIZE64, uintptr(unsafe.Pointer(&size))); errno != 0 {
-		return 0, fmt.Errorf("BLKGETSIZE64 %s: %w", path, errno)
-	}
-	return int64(size), nil
-}
-
-// deviceReadOnly reads, and setDeviceReadOnly sets, the kernel's read-only flag of a block device.
-// A read-only bind mount does not stop writes through a device node; this flag does.
-func deviceReadOnly(dev string) (bool, error) {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false, err
-	}
-	defer f.Close()
-	ro, err := unix.IoctlGetInt(int(f.Fd()), unix.BLKROGET)
-	if err != nil {
-		return false, fmt.Errorf("BLKROGET %s: %w", dev, err)
-	}
-	return ro != 0, nil
-}
-
-func setDeviceReadOnly(dev string, ro bool) error {
-	f, err := os.OpenFile(dev, os.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	v := 0
-	if ro {
-		v = 1
-	}
-	if err := unix.IoctlSetPointerInt(int(f.Fd()), unix.BLKROSET, v); err != nil {
-		return fmt.Errorf("BLKROSET %s: %w", dev, err)
-	}
-	return nil
 }
