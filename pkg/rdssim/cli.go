@@ -42,6 +42,9 @@ const (
 	tRBrack
 )
 
+// punct maps the one-character tokens to their kind (tWord, the zero value, for any other byte).
+var punct = [256]tokKind{'=': tEq, '~': tTilde, '[': tLBrack, ']': tRBrack}
+
 type token struct {
 	kind tokKind
 	text string
@@ -75,17 +78,8 @@ func tokenize(s string) ([]token, error) {
 			adj = false
 			i++
 			continue
-		case c == '=':
-			toks = append(toks, token{tEq, "=", col, adj})
-			i++
-		case c == '~':
-			toks = append(toks, token{tTilde, "~", col, adj})
-			i++
-		case c == '[':
-			toks = append(toks, token{tLBrack, "[", col, adj})
-			i++
-		case c == ']':
-			toks = append(toks, token{tRBrack, "]", col, adj})
+		case punct[c] != 0:
+			toks = append(toks, token{punct[c], string(c), col, adj})
 			i++
 		case c == '"':
 			var b strings.Builder

@@ -135,13 +135,9 @@ func (st *store) add(ctx context.Context, a map[string]arg, env execEnv) error {
 			return failure("slot already exists")
 		}
 	}
-	size := int64(-1)
-	if v, ok := a["file-size"]; ok {
-		n, err := ParseSize(v.val)
-		if err != nil {
-			return errInvalidParam
-		}
-		size = n
+	size, err := optionalSize(a)
+	if err != nil {
+		return err
 	}
 	var src *Disk
 	if cf, ok := a["copy-from"]; ok {
@@ -287,6 +283,19 @@ func (st *store) runCopy(f *os.File, srcPath string, size int64, env execEnv, ct
 	return f.Truncate(size)
 }
 
+// optionalSize returns the file-size argument in bytes, or -1 when there is none.
+func optionalSize(a map[string]arg) (int64, error) {
+	v, ok := a["file-size"]
+	if !ok {
+		return -1, nil
+	}
+	n, err := ParseSize(v.val)
+	if err != nil {
+		return 0, errInvalidParam
+	}
+	return n, nil
+}
+
 // createImage creates the sparse image hp of size bytes, with the content of
 // src's image if src is not nil. On error nothing is left behind.
 func createImage(hp string, size int64, src *Disk, hostPath func(string) string) (err error) {
@@ -325,13 +334,9 @@ func (st *store) set(sel *selector, a map[string]arg, outOfSpace bool) error {
 	if len(ds) == 0 && !sel.find {
 		return errNoSuchItem
 	}
-	size := int64(-1)
-	if v, ok := a["file-size"]; ok {
-		n, err := ParseSize(v.val)
-		if err != nil {
-			return errInvalidParam
-		}
-		size = n
+	size, err := optionalSize(a)
+	if err != nil {
+		return err
 	}
 	updated := make([]Disk, len(ds))
 	var grow int64
