@@ -4,10 +4,10 @@ package driver
 // CreateVolume) that the node service reads. The publish context wins over the volume context.
 const (
 	ContextNVMeAddress    = "nvmeAddress"    // NVMe/TCP address of the RDS
-	ContextNVMePort       = "nvmePort"       // NVMe/TCP port; 4420 when absent
-	ContextNQN            = "nqn"            // subsystem NQN; must be nqn.2000-02.com.mikrotik:<volume ID>
+	ContextNVMePort       = "nvmePort"       // NVMe/TCP port; volid.DefaultPort when absent
+	ContextNQN            = "nqn"            // subsystem NQN; must be volid.NQN(volume ID)
 	ContextFilePath       = "filePath"       // backing file on the RDS (used by the loop backend)
-	ContextFSType         = "fsType"         // ext4 or xfs; the capability's fs_type wins (volume context only)
+	ContextFSType         = "fsType"         // the capability's fs_type wins; the driver default when both are absent (volume context only)
 	ContextCtrlLossTmo    = "ctrlLossTmo"    // seconds, -1 = reconnect forever
 	ContextReconnectDelay = "reconnectDelay" // seconds
 	ContextKeepAliveTmo   = "keepAliveTmo"   // seconds
