@@ -74,11 +74,17 @@ func ValidateSlot(slot string) error {
 	if slot == "" {
 		return invalidf("slot name is empty")
 	}
-	if len(slot) > MaxSlotLen {
-		return invalidf("slot name is %d characters, the limit is %d", len(slot), MaxSlotLen)
+	return match("slot name", slot, MaxSlotLen, "characters", slotRE,
+		"may only hold lower-case letters, digits, '.', '_' and '-', and must start and end with a letter or digit")
+}
+
+// match refuses s when it is longer than max or outside re; rule says what re allows.
+func match(what, s string, max int, unit string, re *regexp.Regexp, rule string) error {
+	if len(s) > max {
+		return invalidf("%s is %d %s, the limit is %d", what, len(s), unit, max)
 	}
-	if !slotRE.MatchString(slot) {
-		return invalidf("slot name %q may only hold lower-case letters, digits, '.', '_' and '-', and must start and end with a letter or digit", Printable(slot))
+	if !re.MatchString(s) {
+		return invalidf("%s %q %s", what, Printable(s), rule)
 	}
 	return nil
 }
@@ -101,11 +107,8 @@ func ValidateVolumeID(id string) error {
 // ValidatePath checks an absolute path on the RDS: letters, digits, '.', '_', '-' and '/', no
 // empty, '.' or '..' component.
 func ValidatePath(p string) error {
-	if len(p) > MaxPathLen {
-		return invalidf("path is %d characters, the limit is %d", len(p), MaxPathLen)
-	}
-	if !pathRE.MatchString(p) {
-		return invalidf("path %q must be absolute and may only hold letters, digits, '.', '_', '-' and '/'", Printable(p))
+	if err := match("path", p, MaxPathLen, "characters", pathRE, "must be absolute and may only hold letters, digits, '.', '_', '-' and '/'"); err != nil {
+		return err
 	}
 	for _, c := range strings.Split(p[1:], "/") {
 		if c == "" || c == "." || c == ".." {
@@ -117,13 +120,7 @@ func ValidatePath(p string) error {
 
 // ValidateNQN checks an NVMe qualified name.
 func ValidateNQN(nqn string) error {
-	if len(nqn) > MaxNQNLen {
-		return invalidf("NQN is %d bytes, the limit is %d", len(nqn), MaxNQNLen)
-	}
-	if !nqnRE.MatchString(nqn) {
-		return invalidf("NQN %q is not of the form nqn.yyyy-mm.domain:name in lower case", Printable(nqn))
-	}
-	return nil
+	return match("NQN", nqn, MaxNQNLen, "bytes", nqnRE, "is not of the form nqn.yyyy-mm.domain:name in lower case")
 }
 
 // ValidatePort checks a TCP port.
