@@ -50,7 +50,6 @@ type Defaults struct {
 type Driver struct {
 	csi.UnimplementedIdentityServer
 	csi.UnimplementedControllerServer
-	csi.UnimplementedNodeServer
 
 	opts     Options
 	backend  rds.Backend
@@ -128,8 +127,10 @@ func (d *Driver) ServeListener(ctx context.Context, lis net.Listener) error {
 	if d.opts.Controller {
 		csi.RegisterControllerServer(srv, d)
 	}
-	if d.opts.Node {
-		csi.RegisterNodeServer(srv, d)
+	// The node service is its own csi.NodeServer. Without one (a controller-only process) the
+	// Node service is not registered, and gRPC answers its calls Unimplemented.
+	if d.node != nil {
+		csi.RegisterNodeServer(srv, d.node)
 	}
 	d.mu.Lock()
 	d.server = srv

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
 
@@ -44,7 +42,11 @@ type NodeConfig struct {
 	SysfsRoot     string
 }
 
+// nodeService is the CSI Node service; the gRPC server registers it as the csi.NodeServer.
 type nodeService struct {
+	// NodeGetStorageHealth, and whatever later CSI versions add, answer Unimplemented.
+	csi.UnimplementedNodeServer
+
 	nodeID    string
 	maxVols   int64
 	initiator nvme.Initiator
@@ -137,91 +139,13 @@ func (n *nodeService) lock(ctx context.Context, volID string) (func(), error) {
 	return unlock, nil
 }
 
-func (d *Driver) nodeOrErr() (*nodeService, error) {
-	if d.node == nil {
-		return nil, status.Error(codes.Unimplemented, "the node service is not enabled in this process")
-	}
-	return d.node, nil
-}
-
-// NodeStageVolume implements csi.NodeServer.
-func (d *Driver) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.stageVolume(ctx, req)
-}
-
-// NodeUnstageVolume implements csi.NodeServer.
-func (d *Driver) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.unstageVolume(ctx, req)
-}
-
-// NodePublishVolume implements csi.NodeServer.
-func (d *Driver) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.publishVolume(ctx, req)
-}
-
-// NodeUnpublishVolume implements csi.NodeServer.
-func (d *Driver) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.unpublishVolume(ctx, req)
-}
-
-// NodeGetVolumeStats implements csi.NodeServer.
-func (d *Driver) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.volumeStats(ctx, req)
-}
-
-// NodeExpandVolume implements csi.NodeServer.
-func (d *Driver) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.expandVolume(ctx, req)
-}
-
-// NodeGetVolumeHealth implements csi.NodeServer (CSI 1.13: it replaces the volume condition of
-// NodeGetVolumeStats).
-func (d *Driver) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return n.volumeHealth(ctx, req)
-}
-
 // NodeGetInfo implements csi.NodeServer. No topology: every node reaches the RDS.
-func (d *Driver) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
-	n, err := d.nodeOrErr()
-	if err != nil {
-		return nil, err
-	}
+func (n *nodeService) NodeGetInfo(context.Context, *csi.NodeGetInfoRequest) (*csi.NodeGetInfoResponse, error) {
 	return &csi.NodeGetInfoResponse{NodeId: n.nodeID, MaxVolumesPerNode: n.maxVols}, nil
 }
 
 // NodeGetCapabilities implements csi.NodeServer.
-func (d *Driver) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
-	if _, err := d.nodeOrErr(); err != nil {
-		return nil, err
-	}
+func (n *nodeService) NodeGetCapabilities(context.Context, *csi.NodeGetCapabilitiesRequest) (*csi.NodeGetCapabilitiesResponse, error) {
 	var caps []*csi.NodeServiceCapability
 	for _, t := range []csi.NodeServiceCapability_RPC_Type{
 		csi.NodeServiceCapability_RPC_STAGE_UNSTAGE_VOLUME,

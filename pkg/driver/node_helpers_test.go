@@ -97,7 +97,6 @@ func (r *recordingExec) ran(prefix string) bool {
 
 // nodeEnv is a node service on the loop backend, working in a temporary directory.
 type nodeEnv struct {
-	d     *Driver
 	ns    *nodeService
 	root  string // the "RDS" data directory
 	base  string // staging and target paths live here
@@ -133,7 +132,6 @@ func newNodeEnv(t *testing.T) *nodeEnv {
 		t.Fatal(err)
 	}
 	e.ns = ns
-	e.d = &Driver{node: ns}
 	t.Cleanup(func() { e.cleanup(t) })
 	return e
 }
@@ -211,7 +209,7 @@ func (e *nodeEnv) stage(id string, c *csi.VolumeCapability) error {
 }
 
 func (e *nodeEnv) stageCtx(ctx context.Context, id string, c *csi.VolumeCapability) error {
-	_, err := e.d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
+	_, err := e.ns.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{
 		VolumeId: id, StagingTargetPath: e.path(id, "staging"), VolumeCapability: c,
 		PublishContext: map[string]string{ContextNQN: "nqn.2000-02.com.mikrotik:" + id, ContextFilePath: e.files[id],
 			ContextNVMeAddress: "10.0.0.5", ContextNVMePort: "4420"},
@@ -220,7 +218,7 @@ func (e *nodeEnv) stageCtx(ctx context.Context, id string, c *csi.VolumeCapabili
 }
 
 func (e *nodeEnv) publish(id, target string, c *csi.VolumeCapability, ro bool) error {
-	_, err := e.d.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
+	_, err := e.ns.NodePublishVolume(context.Background(), &csi.NodePublishVolumeRequest{
 		VolumeId: id, StagingTargetPath: e.path(id, "staging"), TargetPath: target, VolumeCapability: c, Readonly: ro,
 		PublishContext: map[string]string{ContextFilePath: e.files[id]},
 	})
@@ -228,7 +226,7 @@ func (e *nodeEnv) publish(id, target string, c *csi.VolumeCapability, ro bool) e
 }
 
 func (e *nodeEnv) unpublish(id, target string) error {
-	_, err := e.d.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target})
+	_, err := e.ns.NodeUnpublishVolume(context.Background(), &csi.NodeUnpublishVolumeRequest{VolumeId: id, TargetPath: target})
 	return err
 }
 
@@ -237,7 +235,7 @@ func (e *nodeEnv) unstage(id string) error {
 }
 
 func (e *nodeEnv) unstageCtx(ctx context.Context, id string) error {
-	_, err := e.d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: e.path(id, "staging")})
+	_, err := e.ns.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: id, StagingTargetPath: e.path(id, "staging")})
 	return err
 }
 

@@ -54,7 +54,7 @@ func TestNodeLoopFilesystemLifecycle(t *testing.T) {
 			}
 			nodeWantCode(t, e.publish(id, roTarget, c, false), codes.AlreadyExists)
 
-			st, err := e.d.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: target})
+			st, err := e.ns.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: target})
 			must(t, err)
 			var bytes, inodes *csi.VolumeUsage
 			for _, u := range st.GetUsage() {
@@ -71,7 +71,7 @@ func TestNodeLoopFilesystemLifecycle(t *testing.T) {
 			if inodes == nil || inodes.Total <= 0 || inodes.Used <= 0 {
 				t.Fatalf("inode usage %v", inodes)
 			}
-			h, err := e.d.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: id, VolumePublishPath: target, StagingTargetPath: e.path(id, "staging")})
+			h, err := e.ns.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: id, VolumePublishPath: target, StagingTargetPath: e.path(id, "staging")})
 			must(t, err)
 			if len(h.GetVolumeHealth().GetHealthStatuses()) != 0 {
 				t.Fatalf("healthy volume reported %v", h.GetVolumeHealth().GetHealthStatuses())
@@ -139,13 +139,13 @@ func TestNodeLoopRawBlock(t *testing.T) {
 		{VolumeId: id},
 		{VolumeId: id, VolumePublishPath: target, StagingTargetPath: e.path(id, "staging")},
 	} {
-		h, err := e.d.NodeGetVolumeHealth(context.Background(), req)
+		h, err := e.ns.NodeGetVolumeHealth(context.Background(), req)
 		must(t, err)
 		if hs := h.GetVolumeHealth().GetHealthStatuses(); h.GetVolumeHealth().GetVolumeId() != id || len(hs) != 0 {
 			t.Fatalf("health of a healthy block volume: %v", h.GetVolumeHealth())
 		}
 	}
-	st, err := e.d.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: target})
+	st, err := e.ns.NodeGetVolumeStats(context.Background(), &csi.NodeGetVolumeStatsRequest{VolumeId: id, VolumePath: target})
 	must(t, err)
 	if u := st.GetUsage(); len(u) != 1 || u[0].GetTotal() != 64<<20 || u[0].GetUnit() != csi.VolumeUsage_BYTES {
 		t.Fatalf("block stats %v", u)
@@ -213,7 +213,7 @@ func TestNodeLoopExpandOnline(t *testing.T) {
 			before := statfsTotal(t, target)
 
 			must(t, os.Truncate(file, 1<<30)) // the RDS grew the file
-			resp, err := e.d.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
+			resp, err := e.ns.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
 				VolumeId: id, VolumePath: target, StagingTargetPath: e.path(id, "staging"),
 				CapacityRange: &csi.CapacityRange{RequiredBytes: 1 << 30}, VolumeCapability: c,
 			})
@@ -225,7 +225,7 @@ func TestNodeLoopExpandOnline(t *testing.T) {
 				t.Fatalf("filesystem %d bytes after expand, was %d", after, before)
 			}
 			// Asking for more than the device has is retried later, not an error of the volume.
-			_, err = e.d.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
+			_, err = e.ns.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
 				VolumeId: id, VolumePath: target, CapacityRange: &csi.CapacityRange{RequiredBytes: 2 << 30}})
 			nodeWantCode(t, err, codes.Unavailable)
 			must(t, e.unpublish(id, target))
@@ -243,7 +243,7 @@ func TestNodeLoopExpandRawBlock(t *testing.T) {
 	target := e.path(id, "pod", "dev")
 	must(t, e.publish(id, target, c, false))
 	must(t, os.Truncate(file, 64<<20))
-	resp, err := e.d.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
+	resp, err := e.ns.NodeExpandVolume(context.Background(), &csi.NodeExpandVolumeRequest{
 		VolumeId: id, VolumePath: target, VolumeCapability: c})
 	must(t, err)
 	if resp.GetCapacityBytes() != 64<<20 {

@@ -79,8 +79,7 @@ func TestNodeUnstageDisconnectsAControllerWithoutNamespace(t *testing.T) {
 			must(t, err)
 			ns, err := newNodeService("node-1", NodeConfig{Initiator: cli})
 			must(t, err)
-			d := &Driver{node: ns}
-			_, err = d.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: tc.vol, StagingTargetPath: t.TempDir()})
+			_, err = ns.NodeUnstageVolume(context.Background(), &csi.NodeUnstageVolumeRequest{VolumeId: tc.vol, StagingTargetPath: t.TempDir()})
 			must(t, err)
 			got := calls.all()
 			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {

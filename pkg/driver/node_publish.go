@@ -13,7 +13,8 @@ import (
 	"github.com/srvlab/rds-csi/pkg/nvme"
 )
 
-func (n *nodeService) publishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
+// NodePublishVolume implements csi.NodeServer.
+func (n *nodeService) NodePublishVolume(ctx context.Context, req *csi.NodePublishVolumeRequest) (*csi.NodePublishVolumeResponse, error) {
 	if err := checkVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
@@ -169,7 +170,8 @@ func (n *nodeService) publishBlock(ctx context.Context, v *nodeVolume, dev, stag
 	return nil
 }
 
-func (n *nodeService) unpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
+// NodeUnpublishVolume implements csi.NodeServer.
+func (n *nodeService) NodeUnpublishVolume(ctx context.Context, req *csi.NodeUnpublishVolumeRequest) (*csi.NodeUnpublishVolumeResponse, error) {
 	id, target := req.GetVolumeId(), req.GetTargetPath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err

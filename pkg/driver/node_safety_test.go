@@ -208,7 +208,7 @@ func TestNodeLoopStaleStagingRepair(t *testing.T) {
 
 			tc.break_(t, e, staging)
 			if tc.via == "publish" {
-				h, err := e.d.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: id, StagingTargetPath: staging})
+				h, err := e.ns.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{VolumeId: id, StagingTargetPath: staging})
 				must(t, err)
 				if hs := h.GetVolumeHealth().GetHealthStatuses(); len(hs) != 1 || hs[0].GetReason() != "StagingMountStale" || hs[0].GetStatus() != csi.VolumeHealthErrorType_INACCESSIBLE {
 					t.Fatalf("health of a stale staging mount: %v", hs)
@@ -272,7 +272,7 @@ func TestNodeLoopHealthWhenDeviceGone(t *testing.T) {
 	target := e.path(id, "pod", "mount")
 	must(t, e.publish(id, target, c, false))
 	g.gone.Store(true)
-	h, err := e.d.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{
+	h, err := e.ns.NodeGetVolumeHealth(context.Background(), &csi.NodeGetVolumeHealthRequest{
 		VolumeId: id, VolumePublishPath: target, StagingTargetPath: e.path(id, "staging")})
 	must(t, err)
 	reasons := map[string]bool{}

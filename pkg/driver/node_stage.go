@@ -22,7 +22,8 @@ import (
 // mark that says "staged" and goes away by itself on reboot, like the filesystem mount does.
 func blockStagingFile(staging, volID string) string { return filepath.Join(staging, volID) }
 
-func (n *nodeService) stageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
+// NodeStageVolume implements csi.NodeServer.
+func (n *nodeService) NodeStageVolume(ctx context.Context, req *csi.NodeStageVolumeRequest) (*csi.NodeStageVolumeResponse, error) {
 	if err := checkVolumeID(req.GetVolumeId()); err != nil {
 		return nil, err
 	}
@@ -255,7 +256,8 @@ func (n *nodeService) bindDevice(ctx context.Context, id, dev, file string, ro b
 	return nil
 }
 
-func (n *nodeService) unstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
+// NodeUnstageVolume implements csi.NodeServer.
+func (n *nodeService) NodeUnstageVolume(ctx context.Context, req *csi.NodeUnstageVolumeRequest) (*csi.NodeUnstageVolumeResponse, error) {
 	id, staging := req.GetVolumeId(), req.GetStagingTargetPath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err

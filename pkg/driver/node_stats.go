@@ -48,7 +48,8 @@ func isBlockDevice(fi os.FileInfo) bool {
 	return fi.Mode()&os.ModeDevice != 0 && fi.Mode()&os.ModeCharDevice == 0
 }
 
-func (n *nodeService) volumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
+// NodeGetVolumeStats implements csi.NodeServer.
+func (n *nodeService) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	id, p := req.GetVolumeId(), req.GetVolumePath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err
@@ -85,7 +86,8 @@ func (n *nodeService) volumeStats(_ context.Context, req *csi.NodeGetVolumeStats
 	}}, nil
 }
 
-func (n *nodeService) expandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
+// NodeExpandVolume implements csi.NodeServer.
+func (n *nodeService) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	id, p := req.GetVolumeId(), req.GetVolumePath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err
@@ -142,11 +144,11 @@ func (n *nodeService) expandVolume(ctx context.Context, req *csi.NodeExpandVolum
 	return &csi.NodeExpandVolumeResponse{CapacityBytes: size}, nil
 }
 
-// volumeHealth answers NodeGetVolumeHealth. CSI 1.13 replaced the volume condition of
+// NodeGetVolumeHealth implements csi.NodeServer. CSI 1.13 replaced the volume condition of
 // NodeGetVolumeStats with this RPC. Problems are reported as INACCESSIBLE entries: the device is
 // gone, no NVMe controller is live, or a staging or publish path does not hold the volume's
 // current device (renumbered after a reconnect, or a broken mount point).
-func (n *nodeService) volumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
+func (n *nodeService) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetVolumeHealthRequest) (*csi.NodeGetVolumeHealthResponse, error) {
 	id, pub, staging := req.GetVolumeId(), req.GetVolumePublishPath(), req.GetStagingTargetPath()
 	if err := checkVolumeID(id); err != nil {
 		return nil, err

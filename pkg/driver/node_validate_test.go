@@ -53,13 +53,13 @@ func (f *fakeInitiator) Disconnect(_ context.Context, nqn string) error {
 
 func (f *fakeInitiator) Rescan(context.Context, string) error { return nvme.ErrNotConnected }
 
-func newFakeNode(t *testing.T, ini *fakeInitiator) *Driver {
+func newFakeNode(t *testing.T, ini *fakeInitiator) *nodeService {
 	t.Helper()
 	ns, err := newNodeService("node-1", NodeConfig{Initiator: ini, MaxVolumesPerNode: 16})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Driver{node: ns}
+	return ns
 }
 
 const vid = "pvc-0f1e2d3c-aaaa-bbbb-cccc-000000000001"
@@ -68,27 +68,27 @@ func TestNodeRequestValidation(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
 	good := nodeMountCap("ext4", snw)
-	stage := func(mod func(r *csi.NodeStageVolumeRequest)) func(d *Driver) error {
-		return func(d *Driver) error {
+	stage := func(mod func(r *csi.NodeStageVolumeRequest)) func(n *nodeService) error {
+		return func(n *nodeService) error {
 			r := &csi.NodeStageVolumeRequest{VolumeId: vid, StagingTargetPath: dir + "/s", VolumeCapability: good,
 				PublishContext: map[string]string{ContextNVMeAddress: "10.0.0.5"}}
 			mod(r)
-			_, err := d.NodeStageVolume(ctx, r)
+			_, err := n.NodeStageVolume(ctx, r)
 			return err
 		}
 	}
-	publish := func(mod func(r *csi.NodePublishVolumeRequest)) func(d *Driver) error {
-		return func(d *Driver) error {
+	publish := func(mod func(r *csi.NodePublishVolumeRequest)) func(n *nodeService) error {
+		return func(n *nodeService) error {
 			r := &csi.NodePublishVolumeRequest{VolumeId: vid, StagingTargetPath: dir + "/s", TargetPath: dir + "/t", VolumeCapability: good}
 			mod(r)
-			_, err := d.NodePublishVolume(ctx, r)
+			_, err := n.NodePublishVolume(ctx, r)
 			return err
 		}
 	}
 	noCtx := func(r *csi.NodeStageVolumeRequest) {}
 	tests := []struct {
 		name string
-		call func(d *Driver) error
+		call func(n *nodeService) error
 		want codes.Code
 	}{
 		{"stage: no volume ID", stage(func(r *csi.NodeStageVolumeRequest) { r.VolumeId = "" }), codes.InvalidArgument},
@@ -135,80 +135,80 @@ func TestNodeRequestValidation(t *testing.T) {
 		}), codes.InvalidArgument},
 		{"publish: no volume ID", publish(func(r *csi.NodePublishVolumeRequest) { r.VolumeId = "" }), codes.InvalidArgument},
 		{"publish: not staged", publish(func(r *csi.NodePublishVolumeRequest) {}), codes.FailedPrecondition},
-		{"unpublish: no volume ID", func(d *Driver) error {
-			_, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{TargetPath: dir + "/t"})
+		{"unpublish: no volume ID", func(n *nodeService) error {
+			_, err := n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{TargetPath: dir + "/t"})
 			return err
 		}, codes.InvalidArgument},
-		{"unpublish: no target", func(d *Driver) error {
-			_, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid})
+		{"unpublish: no target", func(n *nodeService) error {
+			_, err := n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid})
 			return err
 		}, codes.InvalidArgument},
-		{"unpublish: absent target", func(d *Driver) error {
-			_, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid, TargetPath: dir + "/never"})
+		{"unpublish: absent target", func(n *nodeService) error {
+			_, err := n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid, TargetPath: dir + "/never"})
 			return err
 		}, codes.OK},
-		{"unstage: no staging path", func(d *Driver) error {
-			_, err := d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid})
+		{"unstage: no staging path", func(n *nodeService) error {
+			_, err := n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid})
 			return err
 		}, codes.InvalidArgument},
-		{"unstage: absent staging path", func(d *Driver) error {
-			_, err := d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid, StagingTargetPath: dir + "/never"})
+		{"unstage: absent staging path", func(n *nodeService) error {
+			_, err := n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid, StagingTargetPath: dir + "/never"})
 			return err
 		}, codes.OK},
-		{"stats: no volume ID", func(d *Driver) error {
-			_, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumePath: "some/path"})
+		{"stats: no volume ID", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumePath: "some/path"})
 			return err
 		}, codes.InvalidArgument},
-		{"stats: no path", func(d *Driver) error {
-			_, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid})
+		{"stats: no path", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid})
 			return err
 		}, codes.InvalidArgument},
-		{"stats: relative path", func(d *Driver) error {
-			_, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: "some/path"})
+		{"stats: relative path", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: "some/path"})
 			return err
 		}, codes.NotFound},
-		{"stats: absent path", func(d *Driver) error {
-			_, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: dir + "/never"})
+		{"stats: absent path", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: dir + "/never"})
 			return err
 		}, codes.NotFound},
-		{"stats: nothing mounted", func(d *Driver) error {
-			_, err := d.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: dir})
+		{"stats: nothing mounted", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeStats(ctx, &csi.NodeGetVolumeStatsRequest{VolumeId: vid, VolumePath: dir})
 			return err
 		}, codes.NotFound},
-		{"expand: no volume ID", func(d *Driver) error {
-			_, err := d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumePath: dir})
+		{"expand: no volume ID", func(n *nodeService) error {
+			_, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumePath: dir})
 			return err
 		}, codes.InvalidArgument},
-		{"expand: no path", func(d *Driver) error {
-			_, err := d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid})
+		{"expand: no path", func(n *nodeService) error {
+			_, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid})
 			return err
 		}, codes.InvalidArgument},
-		{"expand: relative path", func(d *Driver) error {
-			_, err := d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: "some/path"})
+		{"expand: relative path", func(n *nodeService) error {
+			_, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: "some/path"})
 			return err
 		}, codes.NotFound},
-		{"expand: not attached", func(d *Driver) error {
-			_, err := d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: dir})
+		{"expand: not attached", func(n *nodeService) error {
+			_, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: dir})
 			return err
 		}, codes.NotFound},
-		{"health: no volume ID", func(d *Driver) error {
-			_, err := d.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{})
+		{"health: no volume ID", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{})
 			return err
 		}, codes.InvalidArgument},
-		{"health: not attached", func(d *Driver) error {
-			_, err := d.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: vid})
+		{"health: not attached", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: vid})
 			return err
 		}, codes.NotFound},
-		{"health: relative path", func(d *Driver) error {
-			_, err := d.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: vid, VolumePublishPath: "x"})
+		{"health: relative path", func(n *nodeService) error {
+			_, err := n.NodeGetVolumeHealth(ctx, &csi.NodeGetVolumeHealthRequest{VolumeId: vid, VolumePublishPath: "x"})
 			return err
 		}, codes.InvalidArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			ini := &fakeInitiator{connectErr: fmt.Errorf("%w: no address", nvme.ErrInvalid)}
-			d := newFakeNode(t, ini)
-			nodeWantCode(t, tc.call(d), tc.want)
+			n := newFakeNode(t, ini)
+			nodeWantCode(t, tc.call(n), tc.want)
 			if strings.HasPrefix(tc.name, "stage:") && tc.want == codes.InvalidArgument && tc.name != "stage: initiator refuses the target" && len(ini.targets) > 0 {
 				t.Fatalf("an invalid request reached the initiator: %v", ini.targets)
 			}
@@ -239,8 +239,8 @@ func TestNodeInitiatorErrorsKeepTheirMeaning(t *testing.T) {
 		{errors.New("sysfs unreadable"), codes.Internal},
 	} {
 		t.Run(tc.want.String(), func(t *testing.T) {
-			d := newFakeNode(t, &fakeInitiator{connectErr: tc.err})
-			_, err := d.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+			n := newFakeNode(t, &fakeInitiator{connectErr: tc.err})
+			_, err := n.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
 				VolumeId: vid, StagingTargetPath: t.TempDir(), VolumeCapability: nodeMountCap("", snw)})
 			nodeWantCode(t, err, tc.want)
 		})
@@ -249,8 +249,8 @@ func TestNodeInitiatorErrorsKeepTheirMeaning(t *testing.T) {
 
 func TestNodeTargetFromContexts(t *testing.T) {
 	ini := &fakeInitiator{connectErr: errors.New("stop here")}
-	d := newFakeNode(t, ini)
-	_, _ = d.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+	n := newFakeNode(t, ini)
+	_, _ = n.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
 		VolumeId: vid, StagingTargetPath: t.TempDir(), VolumeCapability: nodeMountCap("", snw),
 		PublishContext: map[string]string{ContextNVMeAddress: "10.0.0.7", ContextFilePath: "/pool/" + vid + ".img"},
 		VolumeContext: map[string]string{ContextNVMeAddress: "10.0.0.5", ContextNVMePort: "4421", ContextCtrlLossTmo: "-1",
@@ -288,29 +288,29 @@ func TestNodeParseVolume(t *testing.T) {
 }
 
 func TestNodeAbortsAConcurrentOperation(t *testing.T) {
-	d := newFakeNode(t, &fakeInitiator{})
-	must(t, d.node.locks.lock(vid))
-	defer d.node.locks.unlock(vid)
+	n := newFakeNode(t, &fakeInitiator{})
+	must(t, n.locks.lock(vid))
+	defer n.locks.unlock(vid)
 	ctx, dir := context.Background(), t.TempDir()
 	calls := map[string]func() error{
 		"stage": func() error {
-			_, err := d.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: vid, StagingTargetPath: dir, VolumeCapability: nodeMountCap("", snw)})
+			_, err := n.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: vid, StagingTargetPath: dir, VolumeCapability: nodeMountCap("", snw)})
 			return err
 		},
 		"unstage": func() error {
-			_, err := d.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid, StagingTargetPath: dir})
+			_, err := n.NodeUnstageVolume(ctx, &csi.NodeUnstageVolumeRequest{VolumeId: vid, StagingTargetPath: dir})
 			return err
 		},
 		"publish": func() error {
-			_, err := d.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: vid, StagingTargetPath: dir, TargetPath: dir + "/t", VolumeCapability: nodeMountCap("", snw)})
+			_, err := n.NodePublishVolume(ctx, &csi.NodePublishVolumeRequest{VolumeId: vid, StagingTargetPath: dir, TargetPath: dir + "/t", VolumeCapability: nodeMountCap("", snw)})
 			return err
 		},
 		"unpublish": func() error {
-			_, err := d.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid, TargetPath: dir + "/t"})
+			_, err := n.NodeUnpublishVolume(ctx, &csi.NodeUnpublishVolumeRequest{VolumeId: vid, TargetPath: dir + "/t"})
 			return err
 		},
 		"expand": func() error {
-			_, err := d.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: dir})
+			_, err := n.NodeExpandVolume(ctx, &csi.NodeExpandVolumeRequest{VolumeId: vid, VolumePath: dir})
 			return err
 		},
 	}
@@ -320,13 +320,13 @@ func TestNodeAbortsAConcurrentOperation(t *testing.T) {
 }
 
 func TestNodeInfoAndCapabilities(t *testing.T) {
-	d := newFakeNode(t, &fakeInitiator{})
-	info, err := d.NodeGetInfo(context.Background(), &csi.NodeGetInfoRequest{})
+	n := newFakeNode(t, &fakeInitiator{})
+	info, err := n.NodeGetInfo(context.Background(), &csi.NodeGetInfoRequest{})
 	must(t, err)
 	if info.GetNodeId() != "node-1" || info.GetMaxVolumesPerNode() != 16 {
 		t.Fatalf("info %v", info)
 	}
-	caps, err := d.NodeGetCapabilities(context.Background(), &csi.NodeGetCapabilitiesRequest{})
+	caps, err := n.NodeGetCapabilities(context.Background(), &csi.NodeGetCapabilitiesRequest{})
 	must(t, err)
 	got := map[csi.NodeServiceCapability_RPC_Type]bool{}
 	for _, c := range caps.GetCapabilities() {
@@ -339,8 +339,6 @@ func TestNodeInfoAndCapabilities(t *testing.T) {
 			t.Errorf("capability %v missing", want)
 		}
 	}
-	_, err = (&Driver{}).NodeGetInfo(context.Background(), &csi.NodeGetInfoRequest{})
-	nodeWantCode(t, err, codes.Unimplemented)
 	if _, err := newNodeService("", NodeConfig{Initiator: &fakeInitiator{}}); err == nil {
 		t.Error("a node service without a node ID")
 	}
@@ -381,7 +379,7 @@ func TestNodeStageUsesTheDriverDefaultFSType(t *testing.T) {
 	d, err := New(Options{Node: true, NodeID: "node-1", DefaultParams: Defaults{FSType: "xfs"}}, nil, nil,
 		&NodeConfig{Initiator: e.loop, Exec: e.exec})
 	must(t, err)
-	e.d, e.ns = d, d.node
+	e.ns = d.node
 	id := "pvc-default-fs"
 	e.newVolume(t, id, 512<<20)
 	must(t, e.stage(id, nodeMountCap("", snw))) // neither the capability nor a volume context names one
