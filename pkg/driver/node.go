@@ -3,12 +3,10 @@ package driver
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
-	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
@@ -18,10 +16,11 @@ import (
 type NodeConfig struct {
 	// Initiator attaches volumes: nvme.NewCLI (NVMe/TCP) or nvme.NewLoop (simulator files).
 	Initiator nvme.Initiator
-	// Mounter mounts, formats and probes; nil → the host's mount(8) with Exec.
-	Mounter *mount.SafeFormatAndMount
-	// Exec runs blkid, mkfs, fsck and the resize tools; nil → Mounter.Exec, or the host's with
-	// the timeouts below.
+	// Mounter mounts, formats, probes and reads block devices; nil → the host's (mount-utils,
+	// the tools run through Exec, the mount table at MountInfoPath, the block device ioctls).
+	Mounter Mounter
+	// Exec runs blkid, mkfs, fsck and the resize tools of the host's Mounter; nil → the host's
+	// with the timeouts below. Unused when Mounter is set.
 	Exec utilexec.Interface
 	// MaxVolumesPerNode is reported by NodeGetInfo; 0 = no limit.
 	MaxVolumesPerNode int64
@@ -37,7 +36,8 @@ type NodeConfig struct {
 	// it must survive them (a hostPath in a pod). Empty: no records, and a format interrupted
 	// half-way leaves a volume that only an operator can stage again.
 	StateDir string
-	// MountInfoPath and SysfsRoot are for tests: /proc/self/mountinfo and /sys by default.
+	// MountInfoPath (for the host's Mounter) and SysfsRoot are for tests: /proc/self/mountinfo
+	// and /sys by default.
 	MountInfoPath string
 	SysfsRoot     string
 }
@@ -50,10 +50,7 @@ type nodeService struct {
 	nodeID    string
 	maxVols   int64
 	initiator nvme.Initiator
-	mounter   *mount.SafeFormatAndMount
-	exec      utilexec.Interface
-	resizer   *mount.ResizeFs
-	mountInfo string
+	mounter   Mounter
 	sysfs     string
 	locks     *inflight
 	// defaultFSType is the driver's --default-fs-type, for volumes that do not name one.
@@ -63,8 +60,6 @@ type nodeService struct {
 	mountTimeout, formatTimeout time.Duration
 	pendingMu                   sync.Mutex
 	pending                     map[string]*pendingOp // volume ID → operation left running by a call that gave up on it
-	// stat is os.Stat; tests replace it to make a mount point look broken (ENOTCONN, EIO).
-	stat func(string) (os.FileInfo, error)
 }
 
 func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
@@ -83,22 +78,16 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 	if cfg.MountTimeout <= 0 {
 		cfg.MountTimeout = 2 * time.Minute
 	}
-	ex := cfg.Exec
-	if ex == nil && cfg.Mounter != nil {
-		ex = cfg.Mounter.Exec
-	}
-	if ex == nil {
-		ex = &timeoutExec{Interface: utilexec.New(), timeout: cfg.CommandTimeout, formatTimeout: cfg.FormatTimeout}
+	if cfg.MountInfoPath == "" {
+		cfg.MountInfoPath = "/proc/self/mountinfo"
 	}
 	m := cfg.Mounter
 	if m == nil {
-		m = mount.NewSafeFormatAndMount(mount.New(""), ex)
-	}
-	if m.Exec == nil {
-		m.Exec = ex
-	}
-	if cfg.MountInfoPath == "" {
-		cfg.MountInfoPath = "/proc/self/mountinfo"
+		ex := cfg.Exec
+		if ex == nil {
+			ex = &timeoutExec{Interface: utilexec.New(), timeout: cfg.CommandTimeout, formatTimeout: cfg.FormatTimeout}
+		}
+		m = newHostMounter(ex, cfg.MountInfoPath)
 	}
 	if cfg.SysfsRoot == "" {
 		cfg.SysfsRoot = "/sys"
@@ -108,9 +97,6 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 		maxVols:   cfg.MaxVolumesPerNode,
 		initiator: cfg.Initiator,
 		mounter:   m,
-		exec:      ex,
-		resizer:   mount.NewResizeFs(ex),
-		mountInfo: cfg.MountInfoPath,
 		sysfs:     cfg.SysfsRoot,
 		locks:     newInflight(),
 		pending:   map[string]*pendingOp{},
@@ -118,7 +104,6 @@ func newNodeService(nodeID string, cfg NodeConfig) (*nodeService, error) {
 		journal:       formatJournal{dir: cfg.StateDir},
 		mountTimeout:  cfg.MountTimeout,
 		formatTimeout: cfg.FormatTimeout,
-		stat:          os.Stat,
 	}, nil
 }
 

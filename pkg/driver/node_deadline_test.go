@@ -28,9 +28,10 @@ type stallingMounter struct {
 }
 
 func stallOn(t *testing.T, e *nodeEnv, op, path string) *stallingMounter {
-	s := &stallingMounter{Interface: e.ns.mounter.Interface, op: op, path: path, calls: map[string]int{},
+	hm := e.ns.mounter.(*hostMounter)
+	s := &stallingMounter{Interface: hm.sfm.Interface, op: op, path: path, calls: map[string]int{},
 		entered: make(chan struct{}), release: make(chan error, 1)}
-	e.ns.mounter.Interface = s
+	hm.sfm.Interface = s
 	// A test that fails while the call stalls must still let it finish, so cleanup can unmount.
 	t.Cleanup(func() {
 		select {

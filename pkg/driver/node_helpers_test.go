@@ -14,7 +14,6 @@ import (
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	mount "k8s.io/mount-utils"
 	utilexec "k8s.io/utils/exec"
 	testingexec "k8s.io/utils/exec/testing"
 
@@ -126,8 +125,7 @@ func newNodeEnv(t *testing.T) *nodeEnv {
 		t.Fatal(err)
 	}
 	e.loop = loop
-	ns, err := newNodeService("node-1", NodeConfig{Initiator: loop, Exec: e.exec,
-		Mounter: mount.NewSafeFormatAndMount(mount.New(""), e.exec)})
+	ns, err := newNodeService("node-1", NodeConfig{Initiator: loop, Exec: e.exec})
 	if err != nil {
 		t.Fatal(err)
 	}

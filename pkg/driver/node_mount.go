@@ -52,21 +52,9 @@ func resolve(p string) string {
 	return p
 }
 
-func (n *nodeService) mountInfos() ([]mount.MountInfo, error) {
-	mis, err := mount.ParseMountInfo(n.mountInfo)
-	if err != nil {
-		return nil, fmt.Errorf("reading the mount table: %w", err)
-	}
-	for i := range mis {
-		mis[i].MountPoint = unescapeMountInfo(mis[i].MountPoint)
-		mis[i].Root = unescapeMountInfo(mis[i].Root)
-	}
-	return mis, nil
-}
-
 // mountsAt returns the mounts on a path, the topmost (visible) one last.
 func (n *nodeService) mountsAt(p string) ([]mount.MountInfo, error) {
-	mis, err := n.mountInfos()
+	mis, err := n.mounter.MountInfo()
 	if err != nil {
 		return nil, err
 	}
@@ -90,7 +78,7 @@ func rdevOf(fi os.FileInfo) (uint64, bool) {
 
 // deviceNumber is the device number of a block device node.
 func (n *nodeService) deviceNumber(dev string) (uint64, error) {
-	fi, err := n.stat(dev)
+	fi, err := n.mounter.Stat(dev)
 	if err != nil {
 		return 0, err
 	}
@@ -110,7 +98,7 @@ func devString(rdev uint64) string { return fmt.Sprintf("%d:%d", unix.Major(rdev
 // device on this node). For block volumes, path is a device node bind mount; for filesystem
 // volumes, a mount of dev (or a bind mount of one).
 func (n *nodeService) checkMount(path, dev string, block bool) (mountState, string, error) {
-	fi, err := n.stat(path)
+	fi, err := n.mounter.Stat(path)
 	switch {
 	case os.IsNotExist(err):
 		return notMounted, "", nil
@@ -172,7 +160,7 @@ func (n *nodeService) unmount(ctx context.Context, id, path string) error {
 // unmountAll unmounts everything mounted on path, a broken mount point included. It never deletes.
 func (n *nodeService) unmountAll(ctx context.Context, id, path string) error {
 	for i := 0; i < maxStackedMounts; i++ {
-		_, err := n.stat(path)
+		_, err := n.mounter.Stat(path)
 		if os.IsNotExist(err) {
 			return nil
 		}
@@ -231,7 +219,7 @@ func (n *nodeService) deviceUsers(dev string, except ...string) ([]string, error
 	for _, e := range except {
 		skip[e], skip[resolve(e)] = true, true
 	}
-	mis, err := n.mountInfos()
+	mis, err := n.mounter.MountInfo()
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +237,7 @@ func (n *nodeService) deviceUsers(dev string, except ...string) ([]string, error
 		if mi.Root == "/" || (mi.FsType != "devtmpfs" && mi.FsType != "tmpfs") {
 			continue
 		}
-		if fi, err := n.stat(mi.MountPoint); err == nil && fi.Mode()&os.ModeDevice != 0 {
+		if fi, err := n.mounter.Stat(mi.MountPoint); err == nil && fi.Mode()&os.ModeDevice != 0 {
 			if r, ok := rdevOf(fi); ok && r == rdev {
 				users = append(users, mi.MountPoint)
 			}

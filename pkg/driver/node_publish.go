@@ -140,7 +140,7 @@ func (n *nodeService) publishBlock(ctx context.Context, v *nodeVolume, dev, stag
 	if err != nil {
 		return err
 	}
-	curRO, err := deviceReadOnly(dev)
+	curRO, err := n.mounter.DeviceReadOnly(dev)
 	if err != nil {
 		return status.Errorf(codes.Internal, "reading the read-only flag of %s: %v", dev, err)
 	}
@@ -159,7 +159,7 @@ func (n *nodeService) publishBlock(ctx context.Context, v *nodeVolume, dev, stag
 		if len(users) > 0 {
 			return status.Errorf(codes.FailedPrecondition, "volume %s is published with read-only=%v at %s; a raw block volume cannot be read-only and read-write on one node at once", v.id, curRO, describeUsers(users))
 		}
-		if err := setDeviceReadOnly(dev, ro); err != nil {
+		if err := n.mounter.SetDeviceReadOnly(dev, ro); err != nil {
 			return status.Errorf(codes.Internal, "setting read-only=%v on %s: %v", ro, dev, err)
 		}
 	}

@@ -185,12 +185,12 @@ func TestNodeLoopStaleStagingRepair(t *testing.T) {
 		{name: "another device mounted, repaired by publish", via: "publish", break_: mountTmpfsOver},
 		{name: "mount point unreadable (ENOTCONN)", via: "stage", break_: func(t *testing.T, e *nodeEnv, staging string) {
 			var once atomic.Bool
-			e.ns.stat = func(p string) (os.FileInfo, error) {
+			e.ns.mounter = &statHook{Mounter: e.ns.mounter, stat: func(p string) (os.FileInfo, error) {
 				if p == staging && once.CompareAndSwap(false, true) {
 					return nil, &os.PathError{Op: "stat", Path: p, Err: syscall.ENOTCONN}
 				}
 				return os.Stat(p)
-			}
+			}}
 		}},
 	}
 	for _, tc := range tests {
@@ -235,6 +235,14 @@ func TestNodeLoopStaleStagingRepair(t *testing.T) {
 		})
 	}
 }
+
+// statHook makes the real Mounter's Stat answer what the test says.
+type statHook struct {
+	Mounter
+	stat func(string) (os.FileInfo, error)
+}
+
+func (h *statHook) Stat(p string) (os.FileInfo, error) { return h.stat(p) }
 
 // mountTmpfsOver replaces the staging mount with something that is not the volume, as a staging
 // mount of a vanished, renumbered device looks.

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
-	utilexec "k8s.io/utils/exec"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
 	"github.com/srvlab/rds-csi/pkg/volid"
@@ -95,7 +94,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 	if err := os.MkdirAll(staging, 0o750); err != nil {
 		return status.Errorf(codes.Internal, "creating staging path %s: %v", staging, err)
 	}
-	existing, err := n.probeFilesystem(ctx, dev)
+	existing, err := n.mounter.ProbeFilesystem(ctx, dev)
 	if err != nil {
 		return err
 	}
@@ -105,7 +104,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		if v.readOnly {
 			return status.Errorf(codes.FailedPrecondition, "volume %s is blank and cannot be formatted for a read-only access mode", v.id)
 		}
-		if err := confirmBlank(v.id, dev); err != nil {
+		if err := n.confirmBlank(v.id, dev); err != nil {
 			again, since := n.journal.interrupted(v.id)
 			if !again || status.Code(err) != codes.FailedPrecondition {
 				return err
@@ -118,7 +117,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		}
 		klog.InfoS("Formatting blank volume", "volume", v.id, "device", dev, "fsType", v.fsType)
 		err := n.bounded(ctx, v.id, "formatting and mounting "+dev+" at "+staging, n.formatTimeout+n.mountTimeout, func() error {
-			return n.mounter.FormatAndMountSensitiveWithFormatOptions(dev, staging, v.fsType, opts, nil, formatOptions(v.fsType))
+			return n.mounter.FormatAndMount(dev, staging, v.fsType, opts, formatOptions(v.fsType))
 		})
 		if err != nil {
 			return toStatus(err, "formatting and mounting volume %s (%s) at %s", v.id, dev, staging)
@@ -142,44 +141,10 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 	return nil
 }
 
-// probeFilesystem returns the filesystem on dev, or "" when blkid positively says the device is
-// blank (exit status 2 and no output). Anything else that is not a clean answer is an error: a
-// device is never formatted on a guess.
-func (n *nodeService) probeFilesystem(ctx context.Context, dev string) (string, error) {
-	out, err := n.exec.CommandContext(ctx, "blkid", "-p", "-s", "TYPE", "-s", "PTTYPE", "-o", "export", dev).CombinedOutput()
-	text := strings.TrimSpace(string(out))
-	if err != nil {
-		var ee utilexec.ExitError
-		if errors.As(err, &ee) && ee.ExitStatus() == 2 && text == "" {
-			return "", nil
-		}
-		return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid: %v %s", dev, err, text)
-	}
-	var fsType, ptType string
-	for _, line := range strings.Split(text, "\n") {
-		k, val, ok := strings.Cut(strings.TrimSpace(line), "=")
-		switch {
-		case !ok:
-			return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid printed %q", dev, text)
-		case k == "TYPE":
-			fsType = val
-		case k == "PTTYPE":
-			ptType = val
-		}
-	}
-	if ptType != "" {
-		return "", status.Errorf(codes.FailedPrecondition, "%s holds a %s partition table: refusing to format or mount it", dev, ptType)
-	}
-	if fsType == "" {
-		return "", status.Errorf(codes.Internal, "cannot tell whether %s is blank, so it is left alone: blkid found a signature without a type: %q", dev, text)
-	}
-	return fsType, nil
-}
-
 // confirmBlank fails the stage unless the ends of dev read back as zeros: blkid's "blank" is only
 // believed when the device can be read and holds nothing there.
-func confirmBlank(id, dev string) error {
-	err := deviceEdgesBlank(dev)
+func (n *nodeService) confirmBlank(id, dev string) error {
+	err := n.mounter.DeviceEdgesBlank(dev)
 	var nb *notBlankError
 	switch {
 	case err == nil:
@@ -326,8 +291,8 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 	}
 	// The read-only flag belongs to the block device, and loop devices outlive their attachment:
 	// hand the device back as we found it.
-	if ro, err := deviceReadOnly(dev); err == nil && ro {
-		if err := setDeviceReadOnly(dev, false); err != nil {
+	if ro, err := n.mounter.DeviceReadOnly(dev); err == nil && ro {
+		if err := n.mounter.SetDeviceReadOnly(dev, false); err != nil {
 			klog.ErrorS(err, "Could not clear the read-only flag before disconnecting", "volume", id, "device", dev)
 		}
 	}
@@ -342,7 +307,7 @@ func (n *nodeService) disconnectIfUnused(ctx context.Context, id string) error {
 // and a device name reused later (loop devices are) would otherwise keep it, so that a new volume
 // could not even be formatted or have its journal replayed.
 func (n *nodeService) clearStaleReadOnly(id, dev string) {
-	ro, err := deviceReadOnly(dev)
+	ro, err := n.mounter.DeviceReadOnly(dev)
 	if err != nil || !ro {
 		return
 	}
@@ -350,7 +315,7 @@ func (n *nodeService) clearStaleReadOnly(id, dev string) {
 	if err != nil || len(users) > 0 {
 		return
 	}
-	if err := setDeviceReadOnly(dev, false); err != nil {
+	if err := n.mounter.SetDeviceReadOnly(dev, false); err != nil {
 		klog.ErrorS(err, "Could not clear a stale read-only flag", "volume", id, "device", dev)
 		return
 	}

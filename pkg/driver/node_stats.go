@@ -32,7 +32,7 @@ func checkVolumePath(p string) error {
 // statVolumePath stats a staging or publish path: NotFound when absent, Unavailable when the mount
 // point is broken.
 func (n *nodeService) statVolumePath(id, p string) (os.FileInfo, error) {
-	fi, err := n.stat(p)
+	fi, err := n.mounter.Stat(p)
 	switch {
 	case os.IsNotExist(err):
 		return nil, status.Errorf(codes.NotFound, "volume %s: %s does not exist", id, p)
@@ -62,7 +62,7 @@ func (n *nodeService) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolu
 		return nil, err
 	}
 	if isBlockDevice(fi) {
-		size, err := blockDeviceSize(p)
+		size, err := n.mounter.DeviceSize(p)
 		if err != nil {
 			return nil, status.Errorf(codes.Unavailable, "volume %s: size of %s: %v", id, p, err)
 		}
@@ -118,7 +118,7 @@ func (n *nodeService) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandV
 	if err != nil {
 		return nil, toStatus(err, "looking up the device of volume %s", id)
 	}
-	size, err := blockDeviceSize(dev)
+	size, err := n.mounter.DeviceSize(dev)
 	if err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %s: size of %s: %v", id, dev, err)
 	}
@@ -137,7 +137,7 @@ func (n *nodeService) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandV
 	case state == mountedStale:
 		return nil, status.Errorf(codes.Unavailable, "volume %s: stale mount at %s (%s); it is repaired by the next stage", id, p, why)
 	}
-	if _, err := n.resizer.Resize(dev, p); err != nil {
+	if err := n.mounter.Resize(dev, p); err != nil {
 		return nil, status.Errorf(codes.Internal, "volume %s: growing the filesystem on %s: %v", id, dev, err)
 	}
 	klog.InfoS("Volume expanded on the node", "volume", id, "device", dev, "path", p, "bytes", size)
@@ -207,7 +207,7 @@ func (n *nodeService) NodeGetVolumeHealth(ctx context.Context, req *csi.NodeGetV
 	}
 	if pub != "" {
 		block := false
-		if fi, err := n.stat(pub); err == nil {
+		if fi, err := n.mounter.Stat(pub); err == nil {
 			block = isBlockDevice(fi)
 		}
 		check(pub, "NotPublished", "PublishMountStale", block)
