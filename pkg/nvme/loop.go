@@ -58,6 +58,9 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if cfg.LosetupPath == "" {
 		cfg.LosetupPath = "losetup"
 	}
+	if cfg.CommandTimeout <= 0 {
+		cfg.CommandTimeout = DefaultCommandTimeout
+	}
 	if cfg.Runner == nil {
 		cfg.Runner = ExecRunner{Timeout: cfg.CommandTimeout}
 	}
@@ -203,6 +206,18 @@ func (l *Loop) Disconnect(ctx context.Context, nqn string) error {
 			return fmt.Errorf("losetup -d %s: %w", d, err)
 		}
 		klog.V(2).InfoS("Loop device detached", "nqn", nqn, "device", d)
+	}
+	// losetup -d of a device that something still holds open (udev's probe, a late umount) only
+	// marks it to be cleared on its last close and succeeds: the device is gone only when sysfs
+	// says so, and a disconnect that has not happened yet is not reported as done.
+	if len(devs) > 0 {
+		err := waitFor(ctx, l.cfg.CommandTimeout, 20*time.Millisecond, func() (bool, error) {
+			left, err := l.devicesOf(nqn)
+			return len(left) == 0, err
+		})
+		if err != nil {
+			return fmt.Errorf("%w: loop device of %s still attached after losetup -d (held open?): %v", ErrUnavailable, nqn, err)
+		}
 	}
 	l.mu.Lock()
 	delete(l.files, nqn)

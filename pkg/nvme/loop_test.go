@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 const (
@@ -116,6 +117,12 @@ func TestLoopConnect(t *testing.T) {
 func TestLoopDisconnectAndRescan(t *testing.T) {
 	r := &fakeRunner{}
 	l, _ := newTestLoop(t, r)
+	r.respond = func(line string) ([]byte, error) { // losetup -d clears the device, as the kernel does
+		if dev, ok := strings.CutPrefix(line, "losetup -d /dev/"); ok {
+			return nil, os.RemoveAll(filepath.Join(l.cfg.SysfsRoot, "block", dev, "loop"))
+		}
+		return nil, nil
+	}
 	ctx := context.Background()
 	if err := l.Rescan(ctx, nqnA); err != nil {
 		t.Fatal(err)
@@ -201,6 +208,55 @@ func TestLoopReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	if got, err := l.Device(ctx, nqnA); !errors.Is(err, ErrNotConnected) {
+		t.Fatalf("Device after Disconnect = %q, %v", got, err)
+	}
+}
+
+// A loop device that something still holds open survives losetup -d until its last close: the
+// disconnect is not reported done before the device is gone.
+func TestLoopDisconnectWaitsForTheLastClose(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("attaching loop devices needs root")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup is not installed")
+	}
+	root := t.TempDir()
+	p := filepath.Join(root, fileA)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLoop(LoopConfig{Root: root})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := l.Connect(context.Background(), Target{NQN: nqnA, FilePath: fileA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = l.Disconnect(context.Background(), nqnA) })
+	holder, err := os.Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := l.Disconnect(ctx, nqnA); err == nil {
+		t.Fatal("Disconnect reported success while the device was still held open")
+	}
+	if got, err := l.Device(context.Background(), nqnA); err != nil || got != dev {
+		t.Fatalf("Device while held = %q, %v; want %q", got, err, dev)
+	}
+	if err := holder.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Disconnect(context.Background(), nqnA); err != nil {
+		t.Fatalf("Disconnect after the last close: %v", err)
+	}
+	if got, err := l.Device(context.Background(), nqnA); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Device after Disconnect = %q, %v", got, err)
 	}
 }
