@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/srvlab/rds-csi/pkg/attachment"
-	"github.com/srvlab/rds-csi/pkg/attachment/attachbench"
 	"github.com/srvlab/rds-csi/pkg/k8stest"
 )
 
@@ -21,23 +19,22 @@ const (
 func benchAttach(ctx context.Context, _ benchOptions) error {
 	fmt.Println("== attach: reconcile pass over 10,000 VolumeAttachments on 1,000 nodes (1% deleted, 1% out of service, 1% NotReady, 1% disks missing)")
 	var first, steady, walk latencies
-	var res *attachment.PassBench
+	var res *passResult
 	for range passRuns {
-		r, err := attachment.BenchPass(ctx, attachment.PassBenchConfig{VolumeAttachments: 10000, Nodes: 1000})
+		r, err := benchPass(ctx, passConfig{vas: 10000, nodes: 1000})
 		if err != nil {
 			return err
 		}
-		first, steady, walk = append(first, r.First.Duration), append(steady, r.Steady.Duration), append(walk, r.Walk)
+		first, steady, walk = append(first, r.first.duration), append(steady, r.steady.duration), append(walk, r.walk)
 		res = r
 	}
 	fmt.Printf("   baseline: walk of the cache (VA → PV, Node lookups)   p50 %s\n", ms(walk.pct(50)))
-	fmt.Printf("   first pass (finds everything, posts events)            p50 %s  (%s the walk)  API calls %d: %d GETs, %d events\n",
-		ms(first.pct(50)), ratio(float64(first.pct(50)), float64(walk.pct(50))), res.First.APICalls, res.First.GETs, res.First.Events)
+	fmt.Printf("   first pass (at start: finds everything, posts events) p50 %s  (%s the walk)  API calls %d: %d GETs, %d events\n",
+		ms(first.pct(50)), ratio(float64(first.pct(50)), float64(walk.pct(50))), res.first.apiCalls, res.first.gets, res.first.events)
 	fmt.Printf("   steady pass (nothing new)                              p50 %s  (%s the walk)  API calls %d\n",
-		ms(steady.pct(50)), ratio(float64(steady.pct(50)), float64(walk.pct(50))), res.Steady.APICalls)
-	fr := res.First.Result
-	fmt.Printf("   first pass found: %d released, %d NotReady holders, %d missing disks, %d orphan exports (of %d runs, last shown)\n",
-		len(fr.Released), fr.NotReadyHolders, fr.MissingDiskVolumes, fr.OrphanExportDisks, passRuns)
+		ms(steady.pct(50)), ratio(float64(steady.pct(50)), float64(walk.pct(50))), res.steady.apiCalls)
+	fmt.Printf("   first pass found: %d released, %d NotReady holders, %d missing disks; the next one %d orphan exports (of %d runs, last shown)\n",
+		res.released, res.notReady, res.missing, res.orphans, passRuns)
 
 	dir, err := k8stest.BinDir()
 	if err != nil {
@@ -52,13 +49,13 @@ func benchAttach(ctx context.Context, _ benchOptions) error {
 	fmt.Printf("\n   (kube-apiserver v1.37.2 + etcd on loopback, ready in %s)\n", ms(time.Since(start)))
 
 	for _, ev := range []string{"delete", "taint"} {
-		s, err := attachbench.Failover(ctx, srv.Config, ev, attachbench.Options{Samples: failoverSamples})
+		s, err := failover(ctx, srv.Config, ev, healOptions{samples: failoverSamples})
 		if err != nil {
 			return fmt.Errorf("failover %s: %w", ev, err)
 		}
 		var pass, pub, watch, fresh latencies
 		for _, x := range s {
-			pass, pub, watch, fresh = append(pass, x.PassDone), append(pub, x.Publish), append(watch, x.Watch), append(fresh, x.FreshPublish)
+			pass, pub, watch, fresh = append(pass, x.passDone), append(pub, x.publish), append(watch, x.watch), append(fresh, x.freshPublish)
 		}
 		what := map[string]string{"delete": "node deleted", "taint": "node tainted out-of-service"}[ev]
 		fmt.Printf("== attach: failover, %s → volume published to another node (%d samples)\n", what, len(s))
@@ -70,13 +67,13 @@ func benchAttach(ctx context.Context, _ benchOptions) error {
 	}
 
 	down := 2 * time.Second
-	s, err := attachbench.ProbeRecovery(ctx, srv.Config, attachbench.Options{Samples: probeSamples, Down: down})
+	s, err := probeRecovery(ctx, srv.Config, healOptions{samples: probeSamples, down: down})
 	if err != nil {
 		return fmt.Errorf("probe recovery: %w", err)
 	}
 	var ready, pass, dial latencies
 	for _, x := range s {
-		ready, pass, dial = append(ready, x.ProbeReady), append(pass, x.PassDone), append(dial, x.Dial)
+		ready, pass, dial = append(ready, x.probeReady), append(pass, x.passDone), append(dial, x.dial)
 	}
 	fmt.Printf("== attach: RDS restart (down %s) → Probe ready, default reconnect backoff 500ms..5s (%d samples)\n", down, len(s))
 	fmt.Printf("   baseline: listening → new SSH conn ran a command  p50 %s\n", ms(dial.pct(50)))

@@ -1,4 +1,4 @@
-package attachbench
+package main
 
 import (
 	"context"
@@ -6,52 +6,75 @@ import (
 	"testing"
 	"time"
 
-	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/k8stest"
 	"github.com/srvlab/rds-csi/pkg/rds"
 )
 
 func TestMain(m *testing.M) { os.Exit(k8stest.Main(m)) }
 
-// TestFigures runs each measurement once, small, so that `make bench` cannot rot unnoticed.
-func TestFigures(t *testing.T) {
+// TestHealFigures runs each measurement against the API server once, small, so that `make bench`
+// cannot rot unnoticed.
+func TestHealFigures(t *testing.T) {
 	cfg := k8stest.Shared(t)
 	ctx := context.Background()
 	for _, ev := range []string{"delete", "taint"} {
 		t.Run("failover "+ev, func(t *testing.T) {
-			s, err := Failover(ctx, cfg, ev, Options{Samples: 2})
+			s, err := failover(ctx, cfg, ev, healOptions{samples: 2})
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, x := range s {
-				if x.PassDone <= 0 || x.Publish < x.PassDone || x.Watch <= 0 || x.FreshPublish <= 0 {
-					t.Fatalf("sample %+v: want 0 < PassDone <= Publish and positive baselines", x)
+				if x.passDone <= 0 || x.publish < x.passDone || x.watch <= 0 || x.freshPublish <= 0 {
+					t.Fatalf("sample %+v: want 0 < passDone <= publish and positive baselines", x)
 				}
-				t.Logf("%s: pass done %v, publish ok %v", ev, x.PassDone, x.Publish)
+				t.Logf("%s: pass done %v, publish ok %v", ev, x.passDone, x.publish)
 			}
 		})
 	}
 	t.Run("probe recovery", func(t *testing.T) {
-		s, err := ProbeRecovery(ctx, cfg, Options{Samples: 2, Down: 300 * time.Millisecond,
-			RDS: func(c *rds.Config) { c.BackoffInitial, c.BackoffMax = 20*time.Millisecond, 100*time.Millisecond }})
+		s, err := probeRecovery(ctx, cfg, healOptions{samples: 2, down: 300 * time.Millisecond,
+			rds: func(c *rds.Config) { c.BackoffInitial, c.BackoffMax = 20*time.Millisecond, 100*time.Millisecond }})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, x := range s {
-			if x.ProbeReady <= 0 || x.Dial <= 0 || x.PassDone <= 0 {
+			if x.probeReady <= 0 || x.dial <= 0 || x.passDone <= 0 {
 				t.Fatalf("sample %+v: want positive durations", x)
 			}
-			t.Logf("listening → Probe ready %v, reconnect pass done %v, baseline dial %v", x.ProbeReady, x.PassDone, x.Dial)
+			t.Logf("listening → Probe ready %v, reconnect pass done %v, baseline dial %v", x.probeReady, x.passDone, x.dial)
 		}
 	})
-	t.Run("pass over a large cache", func(t *testing.T) {
-		r, err := attachment.BenchPass(ctx, attachment.PassBenchConfig{VolumeAttachments: 1000, Nodes: 100})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(r.First.Result.Released) != 20 || r.Steady.APICalls != 0 || r.Walk <= 0 {
-			t.Fatalf("first pass released %d (want 20), steady pass made %d API calls (want 0), walk %v", len(r.First.Result.Released), r.Steady.APICalls, r.Walk)
-		}
-		t.Logf("first %v; steady %v", r.First, r.Steady)
-	})
+}
+
+// TestPassCounts: the pass benchmark finds, and posts, exactly what its world holds.
+func TestPassCounts(t *testing.T) {
+	r, err := benchPass(context.Background(), passConfig{vas: 2000, nodes: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 2 of 200 nodes deleted, 2 out of service, 2 NotReady; 10 attachments per node; 1% disks
+	// missing; 10 orphan exports.
+	if r.released != 40 || r.notReady != 20 || r.missing != 20 || r.orphans != 10 || r.attachments != 1960 {
+		t.Fatalf("released %d, notReady %d, missing %d, orphans %d, attachments %d",
+			r.released, r.notReady, r.missing, r.orphans, r.attachments)
+	}
+	if r.first.gets != 2 || r.first.events != 40+20+20 {
+		t.Fatalf("first pass: %v, want 2 GETs (the deleted nodes) and 80 events", r.first)
+	}
+	if r.steady.apiCalls != 0 || r.walk <= 0 {
+		t.Fatalf("steady pass: %v, walk %v", r.steady, r.walk)
+	}
+}
+
+// BenchmarkReconcilePass: one steady pass over 10,000 VolumeAttachments on 1,000 nodes.
+func BenchmarkReconcilePass(b *testing.B) {
+	r, err := newPassRig(context.Background(), passConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer r.m.Stop()
+	r.m.Reconcile(context.Background())
+	for b.Loop() {
+		r.m.Reconcile(context.Background())
+	}
 }

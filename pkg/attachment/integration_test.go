@@ -55,7 +55,7 @@ func hasLabelValue(ls []*dto.LabelPair, v string) bool {
 
 func (e *env) published(v *volume) []string {
 	e.t.Helper()
-	r, err := e.d.ControllerGetVolume(e.ctx, &csi.ControllerGetVolumeRequest{VolumeId: v.id})
+	r, err := e.rig.D.ControllerGetVolume(e.ctx, &csi.ControllerGetVolumeRequest{VolumeId: v.ID})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestNodeGoneMakesVolumePublishableElsewhere(t *testing.T) {
 			}
 			msg := e.waitEvent(v, attachment.EventReleased)
 			t.Logf("event: %s", msg)
-			if got := metric(t, e.reg, "rds_csi_attachment_releases_total", tc.metric); got != 1 {
+			if got := metric(t, e.rig.Registry, "rds_csi_attachment_releases_total", tc.metric); got != 1 {
 				t.Errorf("releases_total{%s} = %v, want 1", tc.metric, got)
 			}
 			if got := e.published(v); !slices.Equal(got, []string{e.nodeName("b")}) {
@@ -119,7 +119,7 @@ func TestHolderVolumeAttachmentGone(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantRefused(t, e.publish(v, "b"), "attached to node "+e.nodeName("a"))
-	e.must(e.attacher().DeleteVA(e.ctx, v.id, e.nodeName("a")))
+	e.must(e.attacher().DeleteVA(e.ctx, v.ID, e.nodeName("a")))
 	err := wait.PollUntilContextTimeout(e.ctx, 5*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return len(e.published(v)) == 0, nil
 	})
@@ -150,7 +150,7 @@ func TestNotReadyOnlyStaysRefused(t *testing.T) {
 	t.Logf("event: %s", e.waitEvent(v, attachment.EventHolderNotReady))
 	wantRefused(t, e.publish(v, "b"), e.nodeName("a"), "NotReady", attachment.OutOfServiceTaint)
 	e.waitEvent(v, attachment.EventAttachRefused)
-	if got := metric(t, e.reg, "rds_csi_attachment_not_ready_holders", ""); got != 1 {
+	if got := metric(t, e.rig.Registry, "rds_csi_attachment_not_ready_holders", ""); got != 1 {
 		t.Errorf("not_ready_holders = %v, want 1", got)
 	}
 	if got := e.published(v); !slices.Equal(got, []string{e.nodeName("a")}) {
@@ -181,7 +181,7 @@ func TestLiveMigration(t *testing.T) {
 
 	e.waitPass(seq, attachment.ReasonMigrationTimeout)
 	t.Logf("event: %s", e.waitEvent(v, attachment.EventMigrationTimeout))
-	if got := metric(t, e.reg, "rds_csi_attachment_migration_timeouts_total", ""); got != 1 {
+	if got := metric(t, e.rig.Registry, "rds_csi_attachment_migration_timeouts_total", ""); got != 1 {
 		t.Errorf("migration_timeouts_total = %v, want 1", got)
 	}
 	wantRefused(t, e.publish(v, "c"), "migration timeout")
@@ -234,7 +234,7 @@ func TestControllerRestartKeepsDecisions(t *testing.T) {
 	}
 	before := decide()
 
-	e.m.Stop()
+	e.rig.M.Stop()
 	e.startController()
 	after := decide()
 	if !slices.Equal(before, after) {
@@ -259,7 +259,7 @@ func TestRestartBetweenPublishAndStatus(t *testing.T) {
 		e.addNode("b")
 		v := e.createVolume(rwoMount, nil)
 		e.grantWithoutStatus(v, "a")
-		e.m.Stop()
+		e.rig.M.Stop()
 		e.startController()
 		wantRefused(t, e.publish(v, "b"), "attached to node "+e.nodeName("a"))
 		if err := e.publish(v, "a"); err != nil {
@@ -274,7 +274,7 @@ func TestRestartBetweenPublishAndStatus(t *testing.T) {
 		v := e.createVolume(rwoMount, nil)
 		e.grantWithoutStatus(v, "a")
 		e.createVA(v, "b")
-		e.m.Stop()
+		e.rig.M.Stop()
 		e.startController()
 		errB := e.publish(v, "b") // a may hold it: refused
 		wantRefused(t, errB, e.nodeName("a"))
@@ -290,8 +290,8 @@ func TestRestartBetweenPublishAndStatus(t *testing.T) {
 func (e *env) grantWithoutStatus(v *volume, s string) {
 	e.t.Helper()
 	e.createVA(v, s)
-	if _, err := e.d.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: e.nodeName(s),
-		VolumeCapability: v.vcap, VolumeContext: v.vctx}); err != nil {
+	if _, err := e.rig.D.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.ID, NodeId: e.nodeName(s),
+		VolumeCapability: v.Cap, VolumeContext: v.Ctx}); err != nil {
 		e.t.Fatal(err)
 	}
 }
@@ -307,8 +307,8 @@ func TestNoPublishBeforeSync(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer m.Stop()
-	e.m = m
-	e.d = newDriver(t, e, m)
+	e.rig.M = m
+	e.rig.D = newDriver(t, e, m)
 	if err := e.publish(v, "a"); status.Code(err) != codes.Unavailable {
 		t.Fatalf("publish before sync: %v, want Unavailable", err)
 	}
@@ -404,7 +404,7 @@ func TestRDSOutage(t *testing.T) {
 			seq := e.seq()
 			for range 3 {
 				start := time.Now()
-				_, err := e.d.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: "pvc-00000000-0000-4000-8000-000000000001",
+				_, err := e.rig.D.ControllerPublishVolume(e.ctx, &csi.ControllerPublishVolumeRequest{VolumeId: "pvc-00000000-0000-4000-8000-000000000001",
 					NodeId: e.nodeName("a"), VolumeCapability: rwoMount})
 				if status.Code(err) != codes.Unavailable || time.Since(start) > 2*time.Second {
 					t.Fatalf("publish during the outage: %v after %v, want Unavailable at once", err, time.Since(start))

@@ -84,7 +84,6 @@ type Manager struct {
 	volLocks keyedMutex
 
 	mu            sync.Mutex
-	last          *PassResult
 	grants        map[string]map[string]grant     // volume → node → grant
 	grantSeq      uint64                          // seq of the latest grant or renewal
 	released      map[string]map[string]time.Time // volume → node ("" = every node) → when
@@ -236,9 +235,6 @@ func (m *Manager) Trigger(reason string) { m.rec.Trigger(reason) }
 
 // Reconciler returns the reconciler that runs the manager's passes (to wait for passes).
 func (m *Manager) Reconciler() *Reconciler { return m.rec }
-
-// Nodes is the node informer (the NodeWatcher is registered on it already).
-func (m *Manager) Nodes() cache.SharedIndexInformer { return m.nodes }
 
 // noteUncertain records, once the caches have synced and before any publish is served, the
 // VolumeAttachments that are neither attached nor failed. A previous process may have granted

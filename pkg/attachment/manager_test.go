@@ -114,7 +114,7 @@ func rwxBlock(timeout string) pvOpt {
 func pvNamed(name string) pvOpt { return func(pv *corev1.PersistentVolume) { pv.Name = name } }
 
 func pvFor(vol string, opts ...pvOpt) *corev1.PersistentVolume {
-	pv, _ := benchPVAndVA(testDriver, vol, "x", t0)
+	pv, _ := pvAndVA(testDriver, vol, "x", t0)
 	pv.Spec.ClaimRef.Namespace = "ns"
 	for _, o := range opts {
 		o(pv)
@@ -123,7 +123,7 @@ func pvFor(vol string, opts ...pvOpt) *corev1.PersistentVolume {
 }
 
 func vaFor(pv *corev1.PersistentVolume, node string, attached bool, created time.Time) *storagev1.VolumeAttachment {
-	_, va := benchPVAndVA(testDriver, pv.Spec.CSI.VolumeHandle, node, created)
+	_, va := pvAndVA(testDriver, pv.Spec.CSI.VolumeHandle, node, created)
 	va.Spec.Source.PersistentVolumeName = &pv.Name
 	va.Status.Attached = attached
 	return va

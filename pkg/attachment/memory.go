@@ -30,13 +30,6 @@ func NewMemory(knownNodes ...string) *Memory {
 	return m
 }
 
-// AddNode makes a node known.
-func (m *Memory) AddNode(node string) {
-	m.mu.Lock()
-	m.nodes[node] = true
-	m.mu.Unlock()
-}
-
 // Attach records the attachment or refuses it.
 func (m *Memory) Attach(_ context.Context, req Request) error {
 	m.mu.Lock()

@@ -49,13 +49,6 @@ func (m *Manager) pass(ctx context.Context, _ []string) error {
 	return m.Reconcile(ctx).Err
 }
 
-// LastResult returns the result of the last pass (nil before the first).
-func (m *Manager) LastResult() *PassResult {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.last
-}
-
 // Reconcile runs one pass now: it releases the attachments of deleted and out-of-service nodes,
 // reports holders on NotReady nodes, overdue migrations and conflicts, and the drift between
 // attachments and the RDS. It reads only caches; API calls are one GET per node missing from the
@@ -217,7 +210,6 @@ func (m *Manager) finish(p *passState, start time.Time) {
 	m.mu.Lock()
 	m.reported = p.seen
 	res.Duration = time.Since(start)
-	m.last = res
 	m.mu.Unlock()
 	m.metrics.pass(res, res.Duration, time.Now())
 	if len(res.Released)+len(res.NotReady)+len(res.Overdue)+len(res.Conflicts)+len(res.MissingDisks)+len(res.OrphanExports) > 0 {

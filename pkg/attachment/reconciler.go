@@ -111,9 +111,6 @@ func (r *Reconciler) Stop() {
 	r.wg.Wait()
 }
 
-// Pending reports whether a pass has been asked for and not started yet.
-func (r *Reconciler) Pending() bool { return len(r.kick) > 0 }
-
 // LastPass returns the last finished pass (Seq 0 if none).
 func (r *Reconciler) LastPass() PassInfo {
 	r.mu.Lock()
@@ -138,14 +135,9 @@ func (r *Reconciler) WaitPass(ctx context.Context, seq uint64) (PassInfo, error)
 	}
 }
 
-// WaitReason waits for a pass that finished after pass number after and was triggered (among
-// others) by reason.
-func (r *Reconciler) WaitReason(ctx context.Context, after uint64, reason string) (PassInfo, error) {
-	return r.WaitReasonSince(ctx, after, reason, time.Time{})
-}
-
-// WaitReasonSince is WaitReason for a pass that also started at or after since: a trigger that
-// cannot have happened before since (an RDS reconnect after a restart) is then surely part of it.
+// WaitReasonSince waits for a pass that finished after pass number after, was triggered (among
+// others) by reason and started at or after since (zero: any time): a trigger that cannot have
+// happened before since (an RDS reconnect after a restart) is then surely part of it.
 func (r *Reconciler) WaitReasonSince(ctx context.Context, after uint64, reason string, since time.Time) (PassInfo, error) {
 	for seq := after + 1; ; seq++ {
 		p, err := r.WaitPass(ctx, seq)

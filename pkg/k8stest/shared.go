@@ -2,9 +2,9 @@ package k8stest
 
 import (
 	"context"
+	"flag"
 	"os"
 	"sync"
-	"testing"
 
 	"k8s.io/client-go/rest"
 )
@@ -17,9 +17,22 @@ var shared struct {
 	err     error
 }
 
+// M is the part of *testing.M that Main uses, and TB the part of testing.TB that Shared uses:
+// taking them instead of the testing types keeps the testing package out of the benchmark and
+// the demo, which link this package.
+type M interface{ Run() int }
+
+// TB is what Shared needs of a test.
+type TB interface {
+	Helper()
+	Skip(args ...any)
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
+
 // Main runs the tests of a package, sharing one API server (started on first use by Shared)
 // between them, and stops it afterwards. Use it as: func TestMain(m *testing.M) { os.Exit(k8stest.Main(m)) }.
-func Main(m *testing.M) int {
+func Main(m M) int {
 	shared.mu.Lock()
 	shared.main = true
 	shared.mu.Unlock()
@@ -41,9 +54,9 @@ func Main(m *testing.M) int {
 // $RDS_CSI_K8S_BINS (set by `make test`): without it the test fails with a message saying how to
 // set it, or is skipped under -short. Tests sharing the server must use their own namespaces,
 // driver names and node names. Without Main, each call starts a server for the calling test.
-func Shared(t testing.TB) *rest.Config {
+func Shared(t TB) *rest.Config {
 	t.Helper()
-	if testing.Short() {
+	if short() {
 		t.Skip("integration test with a real kube-apiserver: skipped in -short mode")
 	}
 	dir := os.Getenv(EnvBins)
@@ -69,4 +82,10 @@ func Shared(t testing.TB) *rest.Config {
 		t.Fatalf("starting kube-apiserver: %v", shared.err)
 	}
 	return rest.CopyConfig(shared.srv.Config)
+}
+
+// short is testing.Short, read from the flag the testing package registers (see M).
+func short() bool {
+	f := flag.Lookup("test.short")
+	return f != nil && f.Value.String() == "true"
 }

@@ -4,14 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
-	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 )
 
-// TestServer is a running simulator for tests of other packages, with a
+// TestServer is a running simulator for tests and benchmarks of other packages, with a
 // client key it accepts. The embedded *Server gives Addr(), DataDir(),
 // HostPath() and every fault method.
 type TestServer struct {
@@ -21,22 +21,42 @@ type TestServer struct {
 	User    string        // user name for ClientConfig ("admin")
 }
 
-// StartForTest starts a simulator on 127.0.0.1:0 with a temporary data dir,
-// fresh ed25519 host and client keys and a wrap width of 80 columns; opts can
-// change the Config before it starts. The server is closed by t.Cleanup.
-func StartForTest(t testing.TB, opts ...func(*Config)) *TestServer {
+// TB is the part of testing.TB that StartForTest uses. Taking it instead of testing.TB keeps
+// the testing package out of the binaries that link the simulator.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+// StartForTest starts a simulator as StartLocal does, in a temporary data dir of the test; the
+// server is closed by t.Cleanup.
+func StartForTest(t TB, opts ...func(*Config)) *TestServer {
 	t.Helper()
+	ts, err := StartLocal(t.TempDir(), opts...)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	t.Cleanup(func() { _ = ts.Close() })
+	return ts
+}
+
+// StartLocal starts a simulator on 127.0.0.1:0 with its data in dir, fresh ed25519 host and
+// client keys and a wrap width of 80 columns; opts can change the Config before it starts. The
+// caller closes it (benchmarks, which have no testing.TB).
+func StartLocal(dir string, opts ...func(*Config)) (*TestServer, error) {
 	host, err := GenerateSigner()
 	if err != nil {
-		t.Fatalf("rdssim: host key: %v", err)
+		return nil, fmt.Errorf("rdssim: host key: %w", err)
 	}
 	client, err := GenerateSigner()
 	if err != nil {
-		t.Fatalf("rdssim: client key: %v", err)
+		return nil, fmt.Errorf("rdssim: client key: %w", err)
 	}
 	cfg := Config{
 		Listen:         "127.0.0.1:0",
-		DataDir:        t.TempDir(),
+		DataDir:        dir,
 		HostKey:        host,
 		AuthorizedKeys: []ssh.PublicKey{client.PublicKey()},
 		WrapWidth:      80,
@@ -46,17 +66,16 @@ func StartForTest(t testing.TB, opts ...func(*Config)) *TestServer {
 	}
 	s, err := New(cfg)
 	if err != nil {
-		t.Fatalf("rdssim: New: %v", err)
+		return nil, fmt.Errorf("rdssim: New: %w", err)
 	}
 	if err := s.Start(); err != nil {
-		t.Fatalf("rdssim: Start: %v", err)
+		return nil, fmt.Errorf("rdssim: Start: %w", err)
 	}
-	t.Cleanup(func() { _ = s.Close() })
 	user := cfg.User
 	if user == "" {
 		user = "admin"
 	}
-	return &TestServer{Server: s, Signer: client, HostKey: s.HostPublicKey(), User: user}
+	return &TestServer{Server: s, Signer: client, HostKey: s.HostPublicKey(), User: user}, nil
 }
 
 // ClientConfig is an ssh.ClientConfig that pins the host key and logs in
