@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command rds-soak is the chaos soak of `make soak`: several workers make random CSI calls through
 // the gRPC API of the real rds-csi binary (controller and node, loop devices over the simulator's
 // files, real mkfs and mounts) while a fault driver cuts connections, hangs commands, restarts the
