@@ -212,5 +212,5 @@ func fsSize(path string) (int64, error) {
 	if err := syscall.Statfs(path, &st); err != nil {
 		return 0, err
 	}
-	return int64(st.Blocks) * st.Bsize, nil
+	return int64(st.Blocks) * int64(st.Bsize), nil // Bsize is uint32 on darwin
 }
