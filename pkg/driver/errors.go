@@ -18,7 +18,7 @@ func invalid(format string, args ...any) error {
 }
 
 // toStatus turns a backend, initiator or host error into a gRPC status that keeps its meaning
-// (DESIGN.md, principle 3), prefixed with what was being done. gRPC status errors pass through as
+// (docs/design.md, principle 3), prefixed with what was being done. gRPC status errors pass through as
 // they are; an outage never becomes NotFound.
 func toStatus(err error, format string, args ...any) error {
 	if err == nil {

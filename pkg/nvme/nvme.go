@@ -18,7 +18,7 @@ import (
 	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
-// Errors that keep their meaning through the node service (DESIGN.md, principle 3). Errors returned
+// Errors that keep their meaning through the node service (docs/design.md, principle 3). Errors returned
 // by initiators wrap one of them when they can be classified.
 var (
 	// ErrNotConnected: no device for this NQN on this node.

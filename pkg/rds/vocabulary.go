@@ -12,7 +12,7 @@ type DiskSpec = routeros.DiskSpec
 // Error is a classified failure of a storage operation or of the connection that carried it.
 type Error = routeros.Error
 
-// Kind classifies a failure so that callers can keep its meaning (DESIGN.md, principle 3).
+// Kind classifies a failure so that callers can keep its meaning (docs/design.md, principle 3).
 type Kind = routeros.Kind
 
 // The kinds of failure a storage operation can have.
