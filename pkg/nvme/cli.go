@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,15 +52,9 @@ var (
 
 // NewCLI builds the NVMe/TCP initiator.
 func NewCLI(cfg CLIConfig) (*CLI, error) {
-	if cfg.SysfsRoot == "" {
-		cfg.SysfsRoot = "/sys"
-	}
-	if cfg.DevRoot == "" {
-		cfg.DevRoot = "/dev"
-	}
-	if cfg.NVMePath == "" {
-		cfg.NVMePath = "nvme"
-	}
+	cfg.SysfsRoot = cmp.Or(cfg.SysfsRoot, "/sys")
+	cfg.DevRoot = cmp.Or(cfg.DevRoot, "/dev")
+	cfg.NVMePath = cmp.Or(cfg.NVMePath, "nvme")
 	if cfg.Runner == nil {
 		cfg.Runner = ExecRunner{Timeout: cfg.CommandTimeout}
 	}
@@ -175,12 +170,18 @@ func alreadyConnected(out []byte, err error) bool {
 	return strings.Contains(msg, "already connected") || strings.Contains(msg, "operation already in progress")
 }
 
+// view validates an NQN before reading its subsystem from sysfs, so that no malformed name is
+// ever joined into a sysfs path.
+func (c *CLI) view(nqn string) (*subsystemView, error) {
+	if err := validateNQN(nqn); err != nil {
+		return nil, err
+	}
+	return c.sysfs.view(nqn)
+}
+
 // Device implements Initiator.
 func (c *CLI) Device(_ context.Context, nqn string) (string, error) {
-	if err := validateNQN(nqn); err != nil {
-		return "", err
-	}
-	v, err := c.sysfs.view(nqn)
+	v, err := c.view(nqn)
 	if err != nil {
 		return "", err
 	}
@@ -196,10 +197,7 @@ func (c *CLI) Disconnect(ctx context.Context, nqn string) error {
 	if !volid.Owned(nqn) {
 		return fmt.Errorf("%w: refusing to disconnect %q", ErrNotOwned, nqn)
 	}
-	if err := validateNQN(nqn); err != nil {
-		return err
-	}
-	v, err := c.sysfs.view(nqn)
+	v, err := c.view(nqn)
 	if err != nil {
 		return err
 	}
@@ -215,10 +213,7 @@ func (c *CLI) Disconnect(ctx context.Context, nqn string) error {
 
 // Rescan implements Initiator: every controller of the subsystem rescans its namespaces.
 func (c *CLI) Rescan(ctx context.Context, nqn string) error {
-	if err := validateNQN(nqn); err != nil {
-		return err
-	}
-	v, err := c.sysfs.view(nqn)
+	v, err := c.view(nqn)
 	if err != nil {
 		return err
 	}
@@ -250,10 +245,7 @@ func (c *CLI) Rescan(ctx context.Context, nqn string) error {
 // Health implements HealthChecker: a volume is healthy when its namespace is present and at least
 // one controller is live.
 func (c *CLI) Health(_ context.Context, nqn string) error {
-	if err := validateNQN(nqn); err != nil {
-		return err
-	}
-	v, err := c.sysfs.view(nqn)
+	v, err := c.view(nqn)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package nvme
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -49,15 +50,9 @@ func NewLoop(cfg LoopConfig) (*Loop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loop root: %w", err)
 	}
-	if cfg.SysfsRoot == "" {
-		cfg.SysfsRoot = "/sys"
-	}
-	if cfg.DevRoot == "" {
-		cfg.DevRoot = "/dev"
-	}
-	if cfg.LosetupPath == "" {
-		cfg.LosetupPath = "losetup"
-	}
+	cfg.SysfsRoot = cmp.Or(cfg.SysfsRoot, "/sys")
+	cfg.DevRoot = cmp.Or(cfg.DevRoot, "/dev")
+	cfg.LosetupPath = cmp.Or(cfg.LosetupPath, "losetup")
 	if cfg.CommandTimeout <= 0 {
 		cfg.CommandTimeout = DefaultCommandTimeout
 	}
