@@ -2,6 +2,8 @@
 GO        ?= go
 BIN       := bin
 GOFLAGS   ?=
+# The pinned helm (hack/helm.sh builds it from Go modules once, into the cache outside the repo).
+HELM      := $(shell hack/helm.sh --print-bin)
 export GOTOOLCHAIN := local
 
 .PHONY: all build demo test unit lint fuzz bench clean k8s-bins
@@ -17,9 +19,9 @@ demo: build
 	$(BIN)/rds-demo --driver $(BIN)/rds-csi --simulator $(BIN)/rdssim
 
 ## test: vet, then every test with the race detector (node and sanity tests need root).
-test: k8s-bins
+test: k8s-bins $(HELM)
 	$(GO) vet ./...
-	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) $(GO) test -race -count=1 -timeout 40m ./...
+	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) RDS_CSI_HELM=$(HELM) $(GO) test -race -count=1 -timeout 40m ./...
 
 ## unit: the fast tests only (no root, no Kubernetes API server).
 unit:
@@ -52,6 +54,22 @@ soak:
 ## k8s-bins: kube-apiserver and etcd built from Go modules, cached outside the repo.
 k8s-bins:
 	hack/k8s-bins.sh
+
+## The pinned helm, built once by hack/helm.sh.
+$(HELM):
+	hack/helm.sh
+
+## manifests: deploy/kubernetes/rds-csi.yaml rendered from the chart (test/chart fails if they differ;
+## keep these arguments the same as manifestsArgs there).
+.PHONY: manifests chart-test
+manifests: $(HELM)
+	$(HELM) template rds-csi deploy/helm/rds-csi --namespace rds-csi --values deploy/kubernetes/values.yaml >deploy/kubernetes/rds-csi.yaml.tmp
+	mv deploy/kubernetes/rds-csi.yaml.tmp deploy/kubernetes/rds-csi.yaml
+
+## chart-test: helm lint and template checks, and every rendered object created on a real
+## kube-apiserver with RBAC (test/chart).
+chart-test: k8s-bins $(HELM)
+	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) RDS_CSI_HELM=$(HELM) $(GO) test -race -count=1 -timeout 10m ./test/chart/
 
 clean:
 	rm -rf $(BIN)
