@@ -9,6 +9,49 @@ import (
 	"time"
 )
 
+// The JSON bodies of the control endpoints, as listed on ControlHandler.
+type (
+	latencyBody struct {
+		Latency string `json:"latency"`
+	}
+	hangBody struct {
+		Match string `json:"match"`
+	}
+	cutBody struct {
+		In   int    `json:"in"`
+		Mode string `json:"mode"`
+	}
+	copyBody struct {
+		PerGiB         string `json:"perGiB"`
+		FinishDetached bool   `json:"finishDetached"`
+	}
+	refuseBody struct {
+		Refuse bool `json:"refuse"`
+	}
+	silentBody struct {
+		Silent bool `json:"silent"`
+	}
+	failBody struct {
+		Count int    `json:"count"`
+		Error string `json:"error"`
+	}
+	outOfSpaceBody struct {
+		Enabled bool `json:"enabled"`
+	}
+	authBody struct {
+		Reject bool `json:"reject"`
+	}
+	restartBody struct {
+		Delay string `json:"delay"`
+	}
+	configBody struct { // every field optional: nil leaves the setting as it is
+		WrapWidth         *int    `json:"wrapWidth"`
+		CRLF              *bool   `json:"crlf"`
+		FailureExitStatus *bool   `json:"failureExitStatus"`
+		FailureStream     *string `json:"failureStream"`
+	}
+)
+
 // ControlHandler serves the HTTP control interface (JSON bodies):
 //
 //	POST /faults/latency      {"latency":"50ms"}
@@ -31,127 +74,46 @@ import (
 // It should only ever listen on loopback: it has no authentication.
 func (s *Server) ControlHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /faults/latency", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Latency string `json:"latency"`
+	mux.HandleFunc("POST /faults/latency", post(func(b latencyBody) error { return withDuration(b.Latency, s.SetLatency) }))
+	mux.HandleFunc("POST /faults/hang", post(func(b hangBody) error { return s.SetHang(b.Match) }))
+	mux.HandleFunc("POST /faults/drop", do(s.DropConnections))
+	mux.HandleFunc("POST /faults/cut", post(func(b cutBody) error {
+		m, err := ParseCutMode(b.Mode)
+		if err == nil {
+			s.CutCommand(b.In, m)
 		}
-		return &b, func() error {
-			d, err := parseDuration(b.Latency)
-			if err == nil {
-				s.SetLatency(d)
-			}
+		return err
+	}))
+	mux.HandleFunc("POST /config/copy", post(func(b copyBody) error {
+		return withDuration(b.PerGiB, func(d time.Duration) { s.SetCopyModel(d, b.FinishDetached) })
+	}))
+	mux.HandleFunc("POST /faults/refuse", post(func(b refuseBody) error { s.SetRefuse(b.Refuse); return nil }))
+	mux.HandleFunc("POST /faults/silent", post(func(b silentBody) error { s.SetSilent(b.Silent); return nil }))
+	mux.HandleFunc("POST /faults/fail", post(func(b failBody) error { s.FailNext(b.Count, b.Error); return nil }))
+	mux.HandleFunc("POST /faults/out-of-space", post(func(b outOfSpaceBody) error { s.SetOutOfSpace(b.Enabled); return nil }))
+	mux.HandleFunc("POST /faults/auth", post(func(b authBody) error { s.SetRejectAuth(b.Reject); return nil }))
+	mux.HandleFunc("POST /faults/restart", post(func(b restartBody) error { return withDuration(b.Delay, s.Restart) }))
+	mux.HandleFunc("POST /faults/reset", do(s.ResetFaults))
+	mux.HandleFunc("POST /config", post(func(b configBody) error {
+		s.mu.Lock()
+		exit, stream := s.sw.failExit, s.sw.failStream
+		s.mu.Unlock()
+		if b.FailureExitStatus != nil {
+			exit = *b.FailureExitStatus
+		}
+		if b.FailureStream != nil {
+			stream = *b.FailureStream
+		}
+		if err := s.SetFailureMode(exit, stream); err != nil {
 			return err
 		}
-	}))
-	mux.HandleFunc("POST /faults/hang", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Match string `json:"match"`
+		if b.WrapWidth != nil {
+			s.SetWrapWidth(*b.WrapWidth)
 		}
-		return &b, func() error { return s.SetHang(b.Match) }
-	}))
-	mux.HandleFunc("POST /faults/drop", s.jsonPost(func() (any, func() error) {
-		return nil, func() error { s.DropConnections(); return nil }
-	}))
-	mux.HandleFunc("POST /faults/cut", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			In   int    `json:"in"`
-			Mode string `json:"mode"`
+		if b.CRLF != nil {
+			s.SetCRLF(*b.CRLF)
 		}
-		return &b, func() error {
-			m, err := ParseCutMode(b.Mode)
-			if err == nil {
-				s.CutCommand(b.In, m)
-			}
-			return err
-		}
-	}))
-	mux.HandleFunc("POST /config/copy", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			PerGiB         string `json:"perGiB"`
-			FinishDetached bool   `json:"finishDetached"`
-		}
-		return &b, func() error {
-			d, err := parseDuration(b.PerGiB)
-			if err == nil {
-				s.SetCopyModel(d, b.FinishDetached)
-			}
-			return err
-		}
-	}))
-	mux.HandleFunc("POST /faults/refuse", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Refuse bool `json:"refuse"`
-		}
-		return &b, func() error { s.SetRefuse(b.Refuse); return nil }
-	}))
-	mux.HandleFunc("POST /faults/silent", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Silent bool `json:"silent"`
-		}
-		return &b, func() error { s.SetSilent(b.Silent); return nil }
-	}))
-	mux.HandleFunc("POST /faults/fail", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Count int    `json:"count"`
-			Error string `json:"error"`
-		}
-		return &b, func() error { s.FailNext(b.Count, b.Error); return nil }
-	}))
-	mux.HandleFunc("POST /faults/out-of-space", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Enabled bool `json:"enabled"`
-		}
-		return &b, func() error { s.SetOutOfSpace(b.Enabled); return nil }
-	}))
-	mux.HandleFunc("POST /faults/auth", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Reject bool `json:"reject"`
-		}
-		return &b, func() error { s.SetRejectAuth(b.Reject); return nil }
-	}))
-	mux.HandleFunc("POST /faults/restart", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			Delay string `json:"delay"`
-		}
-		return &b, func() error {
-			d, err := parseDuration(b.Delay)
-			if err == nil {
-				s.Restart(d)
-			}
-			return err
-		}
-	}))
-	mux.HandleFunc("POST /faults/reset", s.jsonPost(func() (any, func() error) {
-		return nil, func() error { s.ResetFaults(); return nil }
-	}))
-	mux.HandleFunc("POST /config", s.jsonPost(func() (any, func() error) {
-		var b struct {
-			WrapWidth         *int    `json:"wrapWidth"`
-			CRLF              *bool   `json:"crlf"`
-			FailureExitStatus *bool   `json:"failureExitStatus"`
-			FailureStream     *string `json:"failureStream"`
-		}
-		return &b, func() error {
-			s.mu.Lock()
-			exit, stream := s.sw.failExit, s.sw.failStream
-			s.mu.Unlock()
-			if b.FailureExitStatus != nil {
-				exit = *b.FailureExitStatus
-			}
-			if b.FailureStream != nil {
-				stream = *b.FailureStream
-			}
-			if err := s.SetFailureMode(exit, stream); err != nil {
-				return err
-			}
-			if b.WrapWidth != nil {
-				s.SetWrapWidth(*b.WrapWidth)
-			}
-			if b.CRLF != nil {
-				s.SetCRLF(*b.CRLF)
-			}
-			return nil
-		}
+		return nil
 	}))
 	mux.HandleFunc("GET /state", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"disks": s.Disks()})
@@ -161,25 +123,45 @@ func (s *Server) ControlHandler() http.Handler {
 	return mux
 }
 
-// jsonPost decodes the request body (if any) into the value made by mk and
-// runs the matching action.
-func (s *Server) jsonPost(mk func() (any, func() error)) http.HandlerFunc {
+// post serves an endpoint whose JSON body (optional) is decoded into a T, the struct of the fields
+// it takes, then applied. Unknown fields are refused, so that a misspelt field fails the request
+// instead of leaving a fault unset.
+func post[T any](apply func(T) error) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		body, apply := mk()
-		if body != nil && r.ContentLength != 0 {
+		var body T
+		if r.ContentLength != 0 {
 			dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
 			dec.DisallowUnknownFields()
-			if err := dec.Decode(body); err != nil && !errors.Is(err, io.EOF) {
+			if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
 				httpErr(w, http.StatusBadRequest, fmt.Errorf("bad JSON body: %w", err))
 				return
 			}
 		}
-		if err := apply(); err != nil {
+		if err := apply(body); err != nil {
 			httpErr(w, http.StatusBadRequest, err)
 			return
 		}
-		writeJSON(w, map[string]bool{"ok": true})
+		writeOK(w)
 	}
+}
+
+// do serves an endpoint that takes no body; one sent is not read.
+func do(act func()) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		act()
+		writeOK(w)
+	}
+}
+
+func writeOK(w http.ResponseWriter) { writeJSON(w, map[string]bool{"ok": true}) }
+
+// withDuration parses v as parseDuration does and, only when it is valid, sets it.
+func withDuration(v string, set func(time.Duration)) error {
+	d, err := parseDuration(v)
+	if err == nil {
+		set(d)
+	}
+	return err
 }
 
 // parseDuration accepts Go durations ("50ms"); "" means 0.

@@ -183,33 +183,22 @@ func (st *store) checkSpaceLocked(grow int64, outOfSpace bool) error {
 	return nil
 }
 
+// diskItem is a file disk as the RDS prints it. The fields are grouped a line each as in the
+// RDS's own output (see the disk-detail samples in pkg/routeros/testdata), so that the two can be
+// compared line by line.
 func (st *store) diskItem(d *Disk) item {
 	return item{
-		plain("type", "file"),
-		quoted("slot", d.Slot),
-		quoted("slot-default", ""),
-		quoted("parent", ""),
-		plain("fs", "-"),
+		plain("type", "file"), quoted("slot", d.Slot), quoted("slot-default", ""), quoted("parent", ""), plain("fs", "-"),
 		quoted("model", d.FilePath),
-		grouped("size", d.FileSize),
-		plain("mount-filesystem", "yes"),
-		plain("mount-read-only", "no"),
-		plain("compress", "no"),
-		plain("sector-size", "512"),
-		plain("raid-master", "none"),
-		plain("nvme-tcp-export", yesNo(d.NVMeExport)),
-		plain("nvme-tcp-server-port", strconv.Itoa(d.NVMePort)),
+		grouped("size", d.FileSize), plain("mount-filesystem", "yes"), plain("mount-read-only", "no"),
+		plain("compress", "no"), plain("sector-size", "512"), plain("raid-master", "none"),
+		plain("nvme-tcp-export", yesNo(d.NVMeExport)), plain("nvme-tcp-server-port", strconv.Itoa(d.NVMePort)),
 		quoted("nvme-tcp-server-nqn", d.NQN),
-		quoted("nvme-tcp-server-allow-host-name", d.AllowHostName),
-		plain("iscsi-export", "no"),
-		plain("nfs-sharing", "no"),
-		plain("smb-sharing", "no"),
-		plain("media-sharing", "no"),
-		plain("media-interface", "none"),
-		plain("swap", "no"),
+		quoted("nvme-tcp-server-allow-host-name", d.AllowHostName), plain("iscsi-export", "no"),
+		plain("nfs-sharing", "no"), plain("smb-sharing", "no"), plain("media-sharing", "no"),
+		plain("media-interface", "none"), plain("swap", "no"),
 		plain("file-path", d.FilePath),
-		human("file-size", d.FileSize),
-		plain("file-offset", "0"),
+		human("file-size", d.FileSize), plain("file-offset", "0"),
 	}
 }
 
