@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
 )
 
 // Metrics are the Prometheus series of the attachment manager and the reconciler. A nil *Metrics
@@ -29,51 +30,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		return nil
 	}
-	m := &Metrics{
-		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_decisions_total", Help: "Attach decisions, by result (granted, idempotent, refused).",
-		}, []string{"result"}),
-		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_refusals_total", Help: "Refused attaches, by reason.",
-		}, []string{"reason"}),
-		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_releases_total", Help: "Attachments released because their node is gone, by reason (node_deleted, out_of_service).",
-		}, []string{"reason"}),
-		migrations: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_migration_timeouts_total", Help: "Dual attachments of multi-node block volumes found older than their migration timeout.",
-		}),
-		triggers: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_reconcile_triggers_total", Help: "Reconcile triggers, by reason (coalesced triggers count too).",
-		}, []string{"reason"}),
-		passes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rds_csi_attachment_reconcile_passes_total", Help: "Reconcile passes, by result (ok, drift_unknown, error).",
-		}, []string{"result"}),
-		passDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "rds_csi_attachment_reconcile_duration_seconds", Help: "Duration of reconcile passes.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
-		attachments: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rds_csi_attachments", Help: "Volume attachments held, as of the last reconcile pass.",
-		}),
-		notReady: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rds_csi_attachment_not_ready_holders", Help: "Attachments held by NotReady nodes (kept: the node may still write; taint it out-of-service to release).",
-		}),
-		overdue: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rds_csi_attachment_migration_overdue", Help: "Volumes attached to two nodes for longer than their migration timeout.",
-		}),
-		conflicts: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rds_csi_attachment_conflicts", Help: "Single-node volumes that Kubernetes reports attached to more than one node.",
-		}),
-		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "rds_csi_attachment_drift", Help: "Differences between VolumeAttachments and the RDS, by kind (missing_disk, orphan_export).",
-		}, []string{"kind"}),
-		lastPassUnixS: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "rds_csi_attachment_last_reconcile_timestamp_seconds", Help: "Unix time the last reconcile pass finished.",
-		}),
+	// promauto registers each series as it is made, so that none can be left out of the registration.
+	f := promauto.With(reg)
+	return &Metrics{
+		decisions:     f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_attachment_decisions_total", Help: "Attach decisions, by result (granted, idempotent, refused)."}, []string{"result"}),
+		refusals:      f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_attachment_refusals_total", Help: "Refused attaches, by reason."}, []string{"reason"}),
+		releases:      f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_attachment_releases_total", Help: "Attachments released because their node is gone, by reason (node_deleted, out_of_service)."}, []string{"reason"}),
+		migrations:    f.NewCounter(prometheus.CounterOpts{Name: "rds_csi_attachment_migration_timeouts_total", Help: "Dual attachments of multi-node block volumes found older than their migration timeout."}),
+		triggers:      f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_attachment_reconcile_triggers_total", Help: "Reconcile triggers, by reason (coalesced triggers count too)."}, []string{"reason"}),
+		passes:        f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_attachment_reconcile_passes_total", Help: "Reconcile passes, by result (ok, drift_unknown, error)."}, []string{"result"}),
+		passDuration:  f.NewHistogram(prometheus.HistogramOpts{Name: "rds_csi_attachment_reconcile_duration_seconds", Help: "Duration of reconcile passes.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		attachments:   f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_attachments", Help: "Volume attachments held, as of the last reconcile pass."}),
+		notReady:      f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_attachment_not_ready_holders", Help: "Attachments held by NotReady nodes (kept: the node may still write; taint it out-of-service to release)."}),
+		overdue:       f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_attachment_migration_overdue", Help: "Volumes attached to two nodes for longer than their migration timeout."}),
+		conflicts:     f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_attachment_conflicts", Help: "Single-node volumes that Kubernetes reports attached to more than one node."}),
+		drift:         f.NewGaugeVec(prometheus.GaugeOpts{Name: "rds_csi_attachment_drift", Help: "Differences between VolumeAttachments and the RDS, by kind (missing_disk, orphan_export)."}, []string{"kind"}),
+		lastPassUnixS: f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_attachment_last_reconcile_timestamp_seconds", Help: "Unix time the last reconcile pass finished."}),
 	}
-	reg.MustRegister(m.decisions, m.refusals, m.releases, m.migrations, m.triggers, m.passes, m.passDuration,
-		m.attachments, m.notReady, m.overdue, m.conflicts, m.drift, m.lastPassUnixS)
-	return m
 }
 
 func (m *Metrics) decision(result string) {

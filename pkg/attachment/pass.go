@@ -2,6 +2,7 @@ package attachment
 
 import (
 	"context"
+	"maps"
 	"sort"
 	"strings"
 	"time"
@@ -285,64 +286,38 @@ func volumeMode(pv *corev1.PersistentVolume, hs []holder) (bool, time.Duration) 
 // pruneLocked drops grants whose VolumeAttachment is gone, or never came within the grant TTL, detach markers
 // whose VolumeAttachments are gone, and migration timers of volumes no longer dual-attached.
 func (m *Manager) pruneLocked(now time.Time, dual []string) {
-	for vol, gs := range m.grants {
-		var withVA map[string]bool
-		for node, g := range gs {
+	maps.DeleteFunc(m.grants, func(vol string, gs map[string]grant) bool {
+		var withVA map[string]bool // read only once a grant is old enough to need its VolumeAttachment
+		maps.DeleteFunc(gs, func(node string, g grant) bool {
 			if !g.sawVA && now.Sub(g.at) <= m.cfg.GrantTTL {
-				continue
+				return false
 			}
 			if withVA == nil {
-				withVA = map[string]bool{}
-				for _, va := range m.vasFor(vol) {
-					withVA[va.Spec.NodeName] = true
-				}
+				withVA = m.nodesWithVA(vol, func(*storagev1.VolumeAttachment) bool { return true })
 			}
-			if !withVA[node] {
-				klog.V(2).InfoS("Dropping a grant that no VolumeAttachment backs", "volume", vol, "node", node, "age", now.Sub(g.at))
-				delete(gs, node)
+			if withVA[node] {
+				return false
 			}
-		}
-		if len(gs) == 0 {
-			delete(m.grants, vol)
-		}
-	}
-	for vol, rs := range m.released {
-		attached := map[string]bool{}
-		for _, va := range m.vasFor(vol) {
-			if va.Status.Attached {
-				attached[va.Spec.NodeName] = true
-			}
-		}
-		for node := range rs {
-			if (node == "" && len(attached) == 0) || (node != "" && !attached[node]) {
-				delete(rs, node)
-			}
-		}
-		if len(rs) == 0 {
-			delete(m.released, vol)
-		}
-	}
-	for vol, u := range m.uncertain {
-		pending := map[string]bool{}
-		for _, va := range m.vasFor(vol) {
-			if m.uncertainLocked(vol, va) && !va.Status.Attached {
-				pending[va.Spec.NodeName] = true
-			}
-		}
-		for node := range u {
-			if !pending[node] {
-				delete(u, node)
-			}
-		}
-		if len(u) == 0 {
-			delete(m.uncertain, vol)
-		}
-	}
-	for k, at := range m.refusalEvents {
-		if now.Sub(at) >= refusalEventEvery {
-			delete(m.refusalEvents, k)
-		}
-	}
+			klog.V(2).InfoS("Dropping a grant that no VolumeAttachment backs", "volume", vol, "node", node, "age", now.Sub(g.at))
+			return true
+		})
+		return len(gs) == 0
+	})
+	maps.DeleteFunc(m.released, func(vol string, rs map[string]time.Time) bool {
+		attached := m.nodesWithVA(vol, func(va *storagev1.VolumeAttachment) bool { return va.Status.Attached })
+		maps.DeleteFunc(rs, func(node string, _ time.Time) bool {
+			return (node == "" && len(attached) == 0) || (node != "" && !attached[node])
+		})
+		return len(rs) == 0
+	})
+	maps.DeleteFunc(m.uncertain, func(vol string, u map[string]time.Time) bool {
+		pending := m.nodesWithVA(vol, func(va *storagev1.VolumeAttachment) bool {
+			return m.uncertainLocked(vol, va) && !va.Status.Attached
+		})
+		maps.DeleteFunc(u, func(node string, _ time.Time) bool { return !pending[node] })
+		return len(u) == 0
+	})
+	maps.DeleteFunc(m.refusalEvents, func(_ string, at time.Time) bool { return now.Sub(at) >= refusalEventEvery })
 	keep := map[string]bool{}
 	for _, v := range dual {
 		keep[v] = true
@@ -353,6 +328,17 @@ func (m *Manager) pruneLocked(now time.Time, dual []string) {
 			delete(m.timers, vol)
 		}
 	}
+}
+
+// nodesWithVA is the set of nodes named by the VolumeAttachments of vol that match; never nil.
+func (m *Manager) nodesWithVA(vol string, match func(*storagev1.VolumeAttachment) bool) map[string]bool {
+	nodes := map[string]bool{}
+	for _, va := range m.vasFor(vol) {
+		if match(va) {
+			nodes[va.Spec.NodeName] = true
+		}
+	}
+	return nodes
 }
 
 // drift compares the attached volumes and the RDS: attached volumes whose disk is missing, and
