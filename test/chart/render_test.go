@@ -366,3 +366,63 @@ func TestSecretIsNeverAPlainValue(t *testing.T) {
 		t.Error("a changed chart-made Secret does not restart the controller")
 	}
 }
+
+// Every value of values.yaml is in the README's table of values, and every value the README's
+// table names exists: the two cannot drift apart.
+func TestReadmeDocumentsEveryValue(t *testing.T) {
+	vb, err := os.ReadFile(chartDir + "/values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := objects(t, string(vb))[0].Object
+	rb, err := os.ReadFile(chartDir + "/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]bool{}
+	for _, line := range strings.Split(string(rb), "\n") {
+		if strings.HasPrefix(line, "| `") {
+			documented[strings.SplitN(line, "`", 3)[1]] = true
+		}
+	}
+	// Maps whose keys are the user's (labels, Kubernetes objects, StorageClass parameters) are
+	// documented as one value.
+	opaque := map[string]bool{"resources": true, "nodeSelector": true, "tolerations": true, "affinity": true,
+		"podAnnotations": true, "podLabels": true, "podSecurityContext": true, "annotations": true, "labels": true,
+		"parameters": true, "updateStrategy": true, "extraArgs": true}
+	var walk func(prefix string, m map[string]any)
+	walk = func(prefix string, m map[string]any) {
+		for k, v := range m {
+			key := prefix + k
+			if strings.HasPrefix(key, "storageClasses.") {
+				if prefix == "storageClasses." {
+					if !documented[key+".*"] {
+						t.Errorf("README does not document %s.*", key)
+					}
+					for field := range v.(map[string]any) {
+						if !documented["storageClasses.<class>."+field] {
+							t.Errorf("README does not document storageClasses.<class>.%s", field)
+						}
+					}
+				} else {
+					walk(key+".", v.(map[string]any))
+				}
+				continue
+			}
+			if sub, ok := v.(map[string]any); ok && len(sub) > 0 && !opaque[k] {
+				walk(key+".", sub)
+				continue
+			}
+			if !documented[key] {
+				t.Errorf("README does not document value %s", key)
+			}
+			delete(documented, key)
+		}
+	}
+	walk("", values)
+	for key := range documented {
+		if !strings.HasPrefix(key, "storageClasses.") {
+			t.Errorf("README documents %s, which values.yaml does not have", key)
+		}
+	}
+}
