@@ -17,9 +17,13 @@ import (
 	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
-// checkVolumePath validates the volume path of stats and expand calls. No volume can live at a
-// relative path, so that is NotFound (as csi-sanity expects), not InvalidArgument.
-func checkVolumePath(p string) error {
+// checkVolumeAndPath validates the volume ID and then the volume path of stats and expand calls.
+// No volume can live at a relative path, so that is NotFound (as csi-sanity expects), not
+// InvalidArgument.
+func checkVolumeAndPath(id, p string) error {
+	if err := checkVolumeID(id); err != nil {
+		return err
+	}
 	if p == "" {
 		return invalid("volume path is missing")
 	}
@@ -51,10 +55,7 @@ func isBlockDevice(fi os.FileInfo) bool {
 // NodeGetVolumeStats implements csi.NodeServer.
 func (n *nodeService) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolumeStatsRequest) (*csi.NodeGetVolumeStatsResponse, error) {
 	id, p := req.GetVolumeId(), req.GetVolumePath()
-	if err := checkVolumeID(id); err != nil {
-		return nil, err
-	}
-	if err := checkVolumePath(p); err != nil {
+	if err := checkVolumeAndPath(id, p); err != nil {
 		return nil, err
 	}
 	fi, err := n.statVolumePath(id, p)
@@ -89,10 +90,7 @@ func (n *nodeService) NodeGetVolumeStats(_ context.Context, req *csi.NodeGetVolu
 // NodeExpandVolume implements csi.NodeServer.
 func (n *nodeService) NodeExpandVolume(ctx context.Context, req *csi.NodeExpandVolumeRequest) (*csi.NodeExpandVolumeResponse, error) {
 	id, p := req.GetVolumeId(), req.GetVolumePath()
-	if err := checkVolumeID(id); err != nil {
-		return nil, err
-	}
-	if err := checkVolumePath(p); err != nil {
+	if err := checkVolumeAndPath(id, p); err != nil {
 		return nil, err
 	}
 	unlock, err := n.lock(ctx, id)
