@@ -127,18 +127,6 @@ func (s *stats) overlapping(from, to time.Time, keep func(kind string) bool) []w
 	return out
 }
 
-func (s *stats) openWindows() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, w := range s.windows {
-		if w.end.IsZero() || w.end.After(time.Now()) {
-			n++
-		}
-	}
-	return n
-}
-
 // summary is what --summary-json writes (the Go test reads it).
 type summary struct {
 	Seed       int64               `json:"seed"`
