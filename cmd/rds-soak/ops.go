@@ -4,9 +4,12 @@ package main
 
 import (
 	"context"
+	"fmt"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -62,6 +65,7 @@ func (s *soak) opClone(w *worker) bool {
 	})
 	defer s.m.releaseVol(v)
 	s.m.releaseVol(src) // pinned: its data and size stay as they are until the clone exists
+	s.flushSource(src)
 	s.createVolume(v, "CreateVolume (clone)")
 	return true
 }
@@ -158,8 +162,30 @@ func (s *soak) opSnapshot(w *worker) bool {
 	})
 	defer s.m.releaseSnap(sn)
 	defer s.m.releaseVol(src)
+	s.flushSource(src)
 	s.createSnapshot(sn, "CreateSnapshot")
 	return true
+}
+
+// flushSource writes a staged source's dirty data and metadata to its device before it is copied.
+// The RDS copies a file at one instant (a Btrfs reflink); the simulator reads it over time, so a
+// filesystem still flushing in the background would be copied torn (XFS then refuses to mount the
+// copy: "Structure needs cleaning"). The source is pinned, so nothing new is written meanwhile.
+func (s *soak) flushSource(src *vol) {
+	var path string
+	s.m.do(func() {
+		if src.node == staged {
+			path = src.stagePath
+		}
+	})
+	if path == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "sync", "-f", path).CombinedOutput(); err != nil {
+		fmt.Printf("rds-soak: sync -f %s before copying %s: %v %s\n", path, src.name, err, out)
+	}
 }
 
 // createSnapshot sends sn's request; on success the snapshot must be on the RDS, once, with the
