@@ -26,8 +26,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		breaker:    f.NewGauge(prometheus.GaugeOpts{Name: "rds_csi_rds_breaker_open", Help: "1 while the circuit breaker fails RDS calls fast, 0 otherwise."}),
 		reconnects: f.NewCounter(prometheus.CounterOpts{Name: "rds_csi_rds_reconnects_total", Help: "Successful SSH reconnects to the RDS after a lost connection."}),
 		commands:   f.NewCounterVec(prometheus.CounterOpts{Name: "rds_csi_rds_commands_total", Help: "RouterOS commands run, by result."}, []string{"result"}),
-		duration: f.NewHistogram(prometheus.HistogramOpts{Name: "rds_csi_rds_command_duration_seconds", Help: "Duration of RouterOS commands.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
+		duration:   f.NewHistogram(prometheus.HistogramOpts{Name: "rds_csi_rds_command_duration_seconds", Help: "Duration of RouterOS commands.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 16)}),
 	}
 }
 
