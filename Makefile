@@ -15,7 +15,9 @@ build:
 	$(GO) build -o $(BIN)/rdssim ./cmd/rdssim
 	$(GO) build -o $(BIN)/rds-demo ./cmd/rds-demo
 
-demo: build
+demo:
+	hack/deps.sh
+	$(MAKE) build
 	$(BIN)/rds-demo --driver $(BIN)/rds-csi --simulator $(BIN)/rdssim
 
 ## test: vet, then every test with the race detector (node and sanity tests need root).
