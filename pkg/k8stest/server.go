@@ -82,11 +82,29 @@ func checkBins(dir string) error {
 	return nil
 }
 
+// ServerOption changes how StartServer runs the API server.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	authorization   string
+	allowPrivileged bool
+}
+
+// WithRBAC makes the API server authorize with RBAC, as a real cluster does, and allow privileged
+// containers (a real cluster's node plugins are privileged); the default allows every request.
+func WithRBAC() ServerOption {
+	return func(o *serverOptions) { o.authorization, o.allowPrivileged = "RBAC", true }
+}
+
 // StartServer starts etcd and kube-apiserver from binDir on free loopback ports, with their data in
 // a new temporary directory, and waits until the API server is ready. Stop ends both.
-func StartServer(ctx context.Context, binDir string) (_ *Server, err error) {
+func StartServer(ctx context.Context, binDir string, opts ...ServerOption) (_ *Server, err error) {
 	if err := checkBins(binDir); err != nil {
 		return nil, err
+	}
+	so := serverOptions{authorization: "AlwaysAllow"}
+	for _, o := range opts {
+		o(&so)
 	}
 	dir, err := os.MkdirTemp("", "k8stest-")
 	if err != nil {
@@ -127,7 +145,8 @@ func StartServer(ctx context.Context, binDir string) (_ *Server, err error) {
 	port := strconv.Itoa(ports[2])
 	if err := s.spawn("kube-apiserver", filepath.Join(binDir, "kube-apiserver"),
 		"--etcd-servers="+etcdURL, "--endpoint-reconciler-type=none",
-		"--authorization-mode=AlwaysAllow", "--token-auth-file="+tokens,
+		"--authorization-mode="+so.authorization, "--allow-privileged="+strconv.FormatBool(so.allowPrivileged),
+		"--token-auth-file="+tokens,
 		"--service-account-key-file="+saKey, "--service-account-signing-key-file="+saKey,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
 		"--secure-port="+port, "--bind-address=127.0.0.1", "--cert-dir="+filepath.Join(dir, "certs"),
