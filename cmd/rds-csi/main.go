@@ -18,6 +18,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/driver"
+	"github.com/srvlab/rds-csi/pkg/kubeletplugin"
 	"github.com/srvlab/rds-csi/pkg/rds"
 )
 
@@ -89,7 +90,45 @@ func run(ctx context.Context, o *options) error {
 		}()
 		defer srv.Close()
 	}
-	return d.Serve(ctx)
+	return serve(ctx, o, d)
+}
+
+// serve opens the CSI endpoint, starts what goes with it (the /healthz endpoint, the kubelet
+// registration), serves until ctx ends, then stops them: /healthz fails from the moment the CSI
+// server stops, and the registration socket is removed.
+func serve(ctx context.Context, o *options, d *driver.Driver) error {
+	lis, err := driver.Listen(o.endpoint)
+	if err != nil {
+		return err
+	}
+	defer lis.Close() // when something below fails; the gRPC server closes it otherwise
+	var checker *kubeletplugin.CSIChecker
+	if o.healthAddress != "" {
+		if checker, err = kubeletplugin.NewCSIChecker(lis.Addr()); err != nil {
+			return err
+		}
+		defer checker.Close()
+		h, err := kubeletplugin.ServeHealth(o.healthAddress, checker.Check)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+	}
+	if o.kubeletDir != "" {
+		// validate made sure the endpoint is a unix socket under the kubelet directory. The CSI
+		// listener exists already: a kubelet that connects at once waits in its backlog.
+		sock, _ := unixSocketPath(o.endpoint)
+		reg, err := kubeletplugin.StartRegistrar(o.kubeletDir, o.driverName, sock)
+		if err != nil {
+			return err
+		}
+		defer reg.Stop()
+	}
+	if checker != nil {
+		checker.SetServing(true)
+		defer checker.SetServing(false)
+	}
+	return d.ServeListener(ctx, lis)
 }
 
 func newRDSClient(o *options, reg prometheus.Registerer) (*rds.Client, error) {

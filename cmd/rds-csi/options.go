@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 
 	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/driver"
+	"github.com/srvlab/rds-csi/pkg/kubeletplugin"
 	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/volid"
 )
@@ -39,6 +42,8 @@ type options struct {
 	kubeconfig        string
 	reconcileInterval time.Duration
 	metricsAddress    string
+	healthAddress     string
+	kubeletDir        string
 
 	volumePath  string
 	nvmeAddress string
@@ -86,6 +91,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.reconcileInterval, "reconcile-interval", attachment.DefaultReconcileInterval,
 		"period of the attachment reconcile passes that run without a trigger (node events, RDS reconnects and start trigger passes at once)")
 	fs.StringVar(&o.metricsAddress, "metrics-address", "", "address for Prometheus metrics (e.g. :9809); empty disables")
+	fs.StringVar(&o.healthAddress, "health-address", "", "address for the liveness endpoint GET /healthz (e.g. :9808): 200 while the CSI gRPC server serves, whether or not the RDS is reachable; empty disables")
+	fs.StringVar(&o.kubeletDir, "kubelet-dir", "", "node: the kubelet's directory (e.g. /var/lib/kubelet), at the same path as on the host; the driver registers itself with the kubelet through <dir>/plugins_registry/<driver-name>-reg.sock, announcing the --endpoint socket, which must lie under it; empty disables (use node-driver-registrar)")
 
 	fs.StringVar(&o.volumePath, "volume-path", "/storage-pool/kubernetes-volumes", "default directory on the RDS for volume files (StorageClass volumePath overrides)")
 	fs.StringVar(&o.nvmeAddress, "nvme-address", "", "default NVMe/TCP address of the RDS (default: the host of --rds-address)")
@@ -159,7 +166,53 @@ func (o *options) validate() error {
 			return fmt.Errorf("--metrics-address: %w", err)
 		}
 	}
+	if o.healthAddress != "" {
+		if _, _, err := net.SplitHostPort(o.healthAddress); err != nil {
+			return fmt.Errorf("--health-address: %w", err)
+		}
+		if o.healthAddress == o.metricsAddress {
+			return errors.New("--health-address and --metrics-address must differ")
+		}
+	}
+	if o.kubeletDir != "" {
+		if err := o.validateKubeletDir(); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// validateKubeletDir checks the kubelet registration: a node plugin whose CSI socket the kubelet
+// reaches at the path announced, that is a unix socket under the kubelet directory (mounted at
+// the same path in the container as on the host).
+func (o *options) validateKubeletDir() error {
+	if !o.node() {
+		return errors.New("--kubelet-dir is for node and all modes (the kubelet talks to node plugins only)")
+	}
+	if !filepath.IsAbs(o.kubeletDir) {
+		return fmt.Errorf("--kubelet-dir %q is not an absolute path", o.kubeletDir)
+	}
+	sock, ok := unixSocketPath(o.endpoint)
+	if !ok || !filepath.IsAbs(sock) {
+		return fmt.Errorf("--kubelet-dir needs a unix:// --endpoint with an absolute path (the kubelet connects to it), not %q", o.endpoint)
+	}
+	if rel, err := filepath.Rel(filepath.Clean(o.kubeletDir), sock); err != nil || rel == "." || rel == ".." || strings.HasPrefix(rel, "../") {
+		return fmt.Errorf("--endpoint %q must lie under --kubelet-dir %q, where the kubelet reaches it (e.g. unix://%s)",
+			o.endpoint, o.kubeletDir, kubeletplugin.CSISocketPath(o.kubeletDir, o.driverName))
+	}
+	return nil
+}
+
+// unixSocketPath is the socket path of a unix:// endpoint, read as driver.Listen reads it.
+func unixSocketPath(endpoint string) (string, bool) {
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Scheme != "unix" {
+		return "", false
+	}
+	if u.Path != "" {
+		return filepath.Clean(u.Path), true
+	}
+	return u.Host, u.Host != ""
 }
 
 // validateController checks what only the controller uses: the RDS connection and the

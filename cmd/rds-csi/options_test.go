@@ -62,6 +62,8 @@ func TestFlagDefaults(t *testing.T) {
 		"kubeconfig":                              "",
 		"reconcile-interval":                      "5m0s",
 		"metrics-address":                         "",
+		"health-address":                          "",
+		"kubelet-dir":                             "",
 		"volume-path":                             "/storage-pool/kubernetes-volumes",
 		"nvme-address":                            "",
 		"nvme-port":                               "4420",
@@ -245,6 +247,32 @@ func TestValidate(t *testing.T) {
 		// metrics and the rest
 		{name: "metrics address", args: with(allArgs, "--metrics-address", ":9809")},
 		{name: "metrics address without port", args: with(allArgs, "--metrics-address", "9809"), wantErr: "--metrics-address"},
+
+		// liveness endpoint, in every mode
+		{name: "health address, controller", args: with(controllerArgs, "--health-address", ":9808")},
+		{name: "health address, node", args: with(nodeArgs, "--health-address", "127.0.0.1:9808")},
+		{name: "health address beside metrics", args: with(allArgs, "--health-address", ":9808", "--metrics-address", ":9809")},
+		{name: "health address without port", args: with(nodeArgs, "--health-address", "9808"), wantErr: "--health-address"},
+		{name: "health address same as metrics", args: with(controllerArgs, "--health-address", ":9809", "--metrics-address", ":9809"), wantErr: "--health-address and --metrics-address must differ"},
+
+		// kubelet registration, as the chart passes it
+		{name: "kubelet dir, node", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "unix:///var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock")},
+		{name: "kubelet dir, all", args: with(allArgs, "--kubelet-dir", "/var/lib/k0s/kubelet/",
+			"--endpoint", "unix:///var/lib/k0s/kubelet/plugins/rds.csi.srvlab.io/csi.sock")},
+		{name: "kubelet dir, controller", args: with(controllerArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "unix:///var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock"), wantErr: "--kubelet-dir is for node and all modes"},
+		{name: "kubelet dir relative", args: with(nodeArgs, "--kubelet-dir", "var/lib/kubelet",
+			"--endpoint", "unix:///var/lib/kubelet/plugins/rds.csi.srvlab.io/csi.sock"), wantErr: "not an absolute path"},
+		{name: "kubelet dir with the default endpoint", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet"), wantErr: "must lie under --kubelet-dir"},
+		{name: "kubelet dir, endpoint in a sibling directory", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "unix:///var/lib/kubelet-other/plugins/d/csi.sock"), wantErr: "must lie under --kubelet-dir"},
+		{name: "kubelet dir, endpoint escaping with ..", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "unix:///var/lib/kubelet/../csi.sock"), wantErr: "must lie under --kubelet-dir"},
+		{name: "kubelet dir, tcp endpoint", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "tcp://127.0.0.1:10000"), wantErr: "needs a unix:// --endpoint"},
+		{name: "kubelet dir, relative unix endpoint", args: with(nodeArgs, "--kubelet-dir", "/var/lib/kubelet",
+			"--endpoint", "unix://csi.sock"), wantErr: "needs a unix:// --endpoint"},
 		{name: "known nodes repeat", args: with(allArgs, "--known-node", "worker-2", "--known-node", "worker-3"), check: func(o *options) string {
 			if !reflect.DeepEqual([]string(o.knownNodes), []string{"worker-2", "worker-3"}) {
 				return "known nodes: " + o.knownNodes.String()
