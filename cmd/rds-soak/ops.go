@@ -64,8 +64,8 @@ func (s *soak) opClone(w *worker) bool {
 		s.m.vols = append(s.m.vols, v)
 	})
 	defer s.m.releaseVol(v)
+	s.flushSource(src)  // while it is still ours: an unstage by another worker would find it busy
 	s.m.releaseVol(src) // pinned: its data and size stay as they are until the clone exists
-	s.flushSource(src)
 	s.createVolume(v, "CreateVolume (clone)")
 	return true
 }
