@@ -73,5 +73,13 @@ manifests: $(HELM)
 chart-test: k8s-bins $(HELM)
 	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) RDS_CSI_HELM=$(HELM) $(GO) test -race -count=1 -timeout 10m ./test/chart/
 
+## image: the rds-csi image (the Dockerfile's, built without Docker: Debian base from debootstrap,
+## assembled with crane), pushed to a registry on 127.0.0.1:$(IMAGE_PORT) that hack/image.sh starts,
+## and saved as an OCI tarball in the cache (root; first run a few minutes, then seconds).
+IMAGE_PORT ?= 5555
+.PHONY: image
+image:
+	RDS_CSI_REGISTRY_PORT=$(IMAGE_PORT) hack/image.sh
+
 clean:
 	rm -rf $(BIN)
