@@ -137,6 +137,8 @@ rm -rf "$DIR/oci.partial"
 "$CRANE" pull --insecure --format=oci "$REF" "$DIR/oci.partial" >/dev/null
 (cd "$DIR/oci.partial" && tar --numeric-owner --sort=name -cf "$DIR/rds-csi-$tag.oci.tar.partial" -- *)
 rm -rf "$DIR/oci.partial"
+# Only the newest tarball is kept (about 85 MB each; the registry keeps every version).
+find "$DIR" -maxdepth 1 -name 'rds-csi-*.oci.tar' ! -name "rds-csi-$tag.oci.tar" -delete
 mv "$DIR/rds-csi-$tag.oci.tar.partial" "$DIR/rds-csi-$tag.oci.tar"
 ln -sfn "rds-csi-$tag.oci.tar" "$DIR/rds-csi.oci.tar"
 
