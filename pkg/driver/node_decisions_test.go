@@ -190,6 +190,24 @@ func TestNodeFakeInterruptedFormatIsRedone(t *testing.T) {
 			t.Fatal("the record of a format that completed was kept")
 		}
 	})
+	t.Run("killed after the superblock: the filesystem does not mount", func(t *testing.T) {
+		e := newFakeMountNode(t)
+		d := e.m.device(fakeDev)
+		d.fsType, d.edges = "ext4", &notBlankError{dev: fakeDev}
+		must(t, e.ns.journal.begin(vid, fakeDev))
+		e.m.mountErr = errors.New("mount(2) system call failed: Structure needs cleaning")
+		err := e.stage(nodeMountCap("ext4", snw))
+		nodeWantCode(t, err, codes.FailedPrecondition)
+		if !strings.Contains(err.Error(), "never finished") {
+			t.Fatalf("error %q does not name the interrupted format", err)
+		}
+		if f := e.m.ran("format"); len(f) > 0 {
+			t.Fatalf("a filesystem that does not mount was formatted on a guess: %q", f)
+		}
+		if !e.recorded() {
+			t.Fatal("the record of the interrupted format was dropped")
+		}
+	})
 	t.Run("no record", func(t *testing.T) {
 		e := newFakeMountNode(t)
 		e.m.device(fakeDev).edges = &notBlankError{dev: fakeDev, offset: 2048}

@@ -42,6 +42,7 @@ type fakeMounter struct {
 	mounts    []fakeMount     // in mount order: the topmost mount on a path is the last one
 	broken    map[string]bool // mount points whose filesystem is gone: Stat fails with ENOTCONN until unmounted
 	formatErr error           // FormatAndMount fails after writing half a filesystem
+	mountErr  error           // Mount of a device fails (a filesystem that does not mount)
 	calls     []string        // "op arg ...", in order
 	nextID    int
 }
@@ -123,6 +124,9 @@ func (f *fakeMounter) Mount(source, target, fsType string, options []string) err
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("mount %s %s %s %s", source, target, fsType, strings.Join(options, ","))
+	if f.mountErr != nil && f.devices[source] != nil && !slices.Contains(options, "bind") {
+		return f.mountErr
+	}
 	return f.mountLocked(source, target, fsType, options)
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -88,6 +89,7 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		if at, err := n.mountsAt(staging); err == nil && len(at) > 0 && at[len(at)-1].FsType != v.fsType {
 			return status.Errorf(codes.AlreadyExists, "volume %s is already staged at %s as %s, not %s", v.id, staging, at[len(at)-1].FsType, v.fsType)
 		}
+		n.journal.done(v.id) // staged by a call that died before it could remove the record
 		klog.V(4).InfoS("Volume already staged", "volume", v.id, "staging", staging, "device", dev)
 		return nil
 	}
@@ -124,13 +126,21 @@ func (n *nodeService) stageMount(ctx context.Context, v *nodeVolume, dev, stagin
 		}
 		n.journal.done(v.id)
 	case v.fsType:
-		n.journal.done(v.id) // a format that completed before its record could be removed
 		err := n.bounded(ctx, v.id, "mounting "+dev+" at "+staging, n.mountTimeout, func() error {
 			return n.mounter.Mount(dev, staging, v.fsType, append(opts, "defaults"))
 		})
 		if err != nil {
+			if again, since := n.journal.interrupted(v.id); again && status.Code(toStatus(err, "")) != codes.DeadlineExceeded {
+				// mkfs was killed after it wrote a superblock. The half-made filesystem most
+				// likely holds nothing, but a failed mount alone does not prove that nobody used
+				// it since (it may have been staged elsewhere and damaged there): an operator
+				// decides, nothing is formatted on a guess.
+				return status.Errorf(codes.FailedPrecondition, "volume %s: the %s filesystem on %s does not mount (%v), and this node's format of the volume, begun %s, never finished: if the volume never held data, delete and recreate it (or run mkfs on it by hand); nothing was formatted",
+					v.id, v.fsType, dev, err, since.UTC().Format(time.RFC3339))
+			}
 			return toStatus(err, "mounting volume %s (%s) at %s", v.id, dev, staging)
 		}
+		n.journal.done(v.id) // a format that completed before its record could be removed
 	default:
 		return status.Errorf(codes.FailedPrecondition, "volume %s holds %s, not the requested %s: it is neither formatted nor mounted", v.id, existing, v.fsType)
 	}
