@@ -70,6 +70,11 @@ type vol struct {
 	content        content
 	needNodeExpand bool
 	pins           int // pending creates and snapshots copying from this volume: no writes, expansion or deletion meanwhile
+	// formatted: a stage succeeded once. halfFormatted: a first stage failed, so its mkfs may have
+	// been killed half-way; the driver then refuses (FailedPrecondition) a filesystem that does
+	// not mount rather than format it on a guess, and the volume is not copied (its copies would
+	// carry the half-made filesystem without the node's record of the format).
+	formatted, halfFormatted bool
 }
 
 type snap struct {

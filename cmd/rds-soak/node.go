@@ -62,11 +62,24 @@ func (s *soak) opStage(w *worker) bool {
 		s.stats.violation("soak error", "creating %s: %v", filepath.Dir(v.targetPath), err)
 		return true
 	}
-	s.m.do(func() { v.node = dirty }) // until both calls are confirmed
-	o, _ := s.rpc(&v.retry, "NodeStageVolume", nodeCall, codes.OK, func(ctx context.Context) error {
+	call, expect := "NodeStageVolume", codes.OK
+	s.m.do(func() {
+		v.node = dirty // until both calls are confirmed
+		if v.halfFormatted {
+			call, expect = "NodeStageVolume (after an interrupted format)", codes.FailedPrecondition
+		}
+	})
+	o, _ := s.rpc(&v.retry, call, nodeCall, expect, func(ctx context.Context) error {
 		_, err := s.env.node.NodeStageVolume(ctx, &csi.NodeStageVolumeRequest{VolumeId: v.id, PublishContext: v.pubCtx,
 			StagingTargetPath: v.stagePath, VolumeCapability: capFor(v.fsType), VolumeContext: v.volCtx})
 		return err
+	})
+	s.m.do(func() {
+		if o == succeeded {
+			v.formatted, v.halfFormatted = true, false
+		} else if !v.formatted {
+			v.halfFormatted = true
+		}
 	})
 	if o != succeeded {
 		return true

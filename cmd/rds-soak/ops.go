@@ -49,7 +49,7 @@ func (s *soak) opClone(w *worker) bool {
 	if full {
 		return false
 	}
-	src := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready })
+	src := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready && !v.halfFormatted })
 	if src == nil {
 		return false
 	}
@@ -149,7 +149,7 @@ func (s *soak) opSnapshot(w *worker) bool {
 	if full {
 		return false
 	}
-	src := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready })
+	src := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready && !v.halfFormatted })
 	if src == nil {
 		return false
 	}
