@@ -144,20 +144,7 @@ func TestLoopDisconnectAndRescan(t *testing.T) {
 
 // TestLoopReal attaches a sparse file for real.
 func TestLoopReal(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("attaching loop devices needs root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup is not installed")
-	}
-	root := t.TempDir()
-	p := filepath.Join(root, fileA)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	root, p := realLoopFile(t, 0)
 	if err := os.Truncate(p, 8<<20); err != nil {
 		t.Fatal(err)
 	}
@@ -215,20 +202,7 @@ func TestLoopReal(t *testing.T) {
 // A loop device that something still holds open survives losetup -d until its last close: the
 // disconnect is not reported done before the device is gone.
 func TestLoopDisconnectWaitsForTheLastClose(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("attaching loop devices needs root")
-	}
-	if _, err := exec.LookPath("losetup"); err != nil {
-		t.Skip("losetup is not installed")
-	}
-	root := t.TempDir()
-	p := filepath.Join(root, fileA)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, make([]byte, 1<<20), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	root, _ := realLoopFile(t, 1<<20)
 	l, err := NewLoop(LoopConfig{Root: root})
 	if err != nil {
 		t.Fatal(err)
@@ -259,4 +233,25 @@ func TestLoopDisconnectWaitsForTheLastClose(t *testing.T) {
 	if got, err := l.Device(context.Background(), nqnA); !errors.Is(err, ErrNotConnected) {
 		t.Fatalf("Device after Disconnect = %q, %v", got, err)
 	}
+}
+
+// realLoopFile skips unless real loop devices can be attached, and returns a root holding fileA
+// (size bytes of zeros) and fileA's path.
+func realLoopFile(t *testing.T, size int) (root, path string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("attaching loop devices needs root")
+	}
+	if _, err := exec.LookPath("losetup"); err != nil {
+		t.Skip("losetup is not installed")
+	}
+	root = t.TempDir()
+	path = filepath.Join(root, fileA)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, make([]byte, size), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return root, path
 }
