@@ -69,7 +69,7 @@ type vol struct {
 	targetPath     string
 	content        content
 	needNodeExpand bool
-	pins           int // pending creates and snapshots copying from this volume: no writes, expansion or deletion meanwhile
+	pins           int // pending creates and snapshots copying from this volume: no stage, unstage (a first stage formats; mount and umount write), write, expansion or deletion meanwhile
 	// formatted: a stage succeeded once. halfFormatted: a first stage failed, so its mkfs may have
 	// been killed half-way; the driver then refuses (FailedPrecondition) a filesystem that does
 	// not mount rather than format it on a guess, and the volume is not copied (its copies would

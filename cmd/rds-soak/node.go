@@ -28,7 +28,7 @@ const dataFile = "soak-data.bin"
 // then what it holds is checked against what it was last known to hold.
 func (s *soak) opStage(w *worker) bool {
 	v := s.m.pickVol(w.rng, func(v *vol) bool {
-		return v.state == ready && v.node != staged && (v.node == dirty || s.m.stagedCountLocked() < s.cfg.maxStaged)
+		return v.state == ready && v.pins == 0 && v.node != staged && (v.node == dirty || s.m.stagedCountLocked() < s.cfg.maxStaged)
 	})
 	if v == nil {
 		return false
@@ -204,7 +204,7 @@ func short(sum string) string {
 }
 
 func (s *soak) opUnstage(w *worker) bool {
-	v := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready && v.node != unstaged })
+	v := s.m.pickVol(w.rng, func(v *vol) bool { return v.state == ready && v.pins == 0 && v.node != unstaged })
 	if v == nil {
 		return false
 	}

@@ -64,8 +64,7 @@ func (s *soak) opClone(w *worker) bool {
 		s.m.vols = append(s.m.vols, v)
 	})
 	defer s.m.releaseVol(v)
-	s.flushSource(src)  // while it is still ours: an unstage by another worker would find it busy
-	s.m.releaseVol(src) // pinned: its data and size stay as they are until the clone exists
+	s.m.releaseVol(src) // pinned: its data, size and node state stay as they are until the clone exists
 	s.createVolume(v, "CreateVolume (clone)")
 	return true
 }
@@ -115,10 +114,14 @@ func (s *soak) opRetryPending(w *worker) bool {
 // answered, and the content source is unpinned.
 func (s *soak) createVolume(v *vol, call string) {
 	var resp *csi.CreateVolumeResponse
+	var src *vol
+	s.m.do(func() { src = v.srcVol })
+	thaw := s.freezeSource(src)
 	o, _ := s.rpc(&v.retry, call, controllerCall, codes.OK, func(ctx context.Context) (err error) {
 		resp, err = s.env.ctl.CreateVolume(ctx, v.req)
 		return err
 	})
+	thaw()
 	if o != succeeded {
 		return
 	}
@@ -162,29 +165,43 @@ func (s *soak) opSnapshot(w *worker) bool {
 	})
 	defer s.m.releaseSnap(sn)
 	defer s.m.releaseVol(src)
-	s.flushSource(src)
 	s.createSnapshot(sn, "CreateSnapshot")
 	return true
 }
 
-// flushSource writes a staged source's dirty data and metadata to its device before it is copied.
-// The RDS copies a file at one instant (a Btrfs reflink); the simulator reads it over time, so a
-// filesystem still flushing in the background would be copied torn (XFS then refuses to mount the
-// copy: "Structure needs cleaning"). The source is pinned, so nothing new is written meanwhile.
-func (s *soak) flushSource(src *vol) {
+// freezeSource freezes a staged source's filesystem (FIFREEZE through fsfreeze(8): dirty data
+// and metadata are written and further writes wait) for a copy of it, and returns the thaw. The
+// RDS fixes a copy's content at one instant (a Btrfs reflink); so does the simulator, but its read
+// is not atomic against the kernel writing through the loop device, and a filesystem still
+// flushing in the background would be copied torn (XFS then refuses to mount the copy: "Structure
+// needs cleaning"). A frozen source is what a backup tool copies for a consistent snapshot. The
+// source is pinned, so nothing stages, unstages or writes it meanwhile.
+func (s *soak) freezeSource(src *vol) (thaw func()) {
 	var path string
 	s.m.do(func() {
-		if src.node == staged {
+		if src != nil && src.node == staged {
 			path = src.stagePath
 		}
 	})
 	if path == "" {
-		return
+		return func() {}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if out, err := exec.CommandContext(ctx, "sync", "-f", path).CombinedOutput(); err != nil {
-		fmt.Printf("rds-soak: sync -f %s before copying %s: %v %s\n", path, src.name, err, out)
+	fsfreeze := func(flag string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if out, err := exec.CommandContext(ctx, "fsfreeze", flag, path).CombinedOutput(); err != nil {
+			return fmt.Errorf("fsfreeze %s %s: %v %s", flag, path, err, out)
+		}
+		return nil
+	}
+	if err := fsfreeze("-f"); err != nil {
+		s.stats.violation("soak error", "freezing the source %s before copying it: %v", src.name, err)
+		return func() {}
+	}
+	return func() {
+		if err := fsfreeze("-u"); err != nil {
+			s.stats.violation("soak error", "thawing the source %s after copying it: %v", src.name, err)
+		}
 	}
 }
 
@@ -192,10 +209,14 @@ func (s *soak) flushSource(src *vol) {
 // source's size.
 func (s *soak) createSnapshot(sn *snap, call string) {
 	var resp *csi.CreateSnapshotResponse
+	var src *vol
+	s.m.do(func() { src = sn.src })
+	thaw := s.freezeSource(src)
 	o, _ := s.rpc(&sn.retry, call, controllerCall, codes.OK, func(ctx context.Context) (err error) {
 		resp, err = s.env.ctl.CreateSnapshot(ctx, sn.req)
 		return err
 	})
+	thaw()
 	if o != succeeded {
 		return
 	}

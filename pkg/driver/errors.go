@@ -43,6 +43,7 @@ var errorCodes = []struct {
 	{nvme.ErrUnavailable, codes.Unavailable},
 	{nvme.ErrNotConnected, codes.FailedPrecondition},
 	{nvme.ErrNotOwned, codes.FailedPrecondition},
+	{errMountInUse, codes.FailedPrecondition},
 }
 
 // kindCodes maps the backend's error kinds; an unknown kind is Internal.

@@ -370,3 +370,32 @@ func TestNodeFakeClearsAStaleReadOnlyFlag(t *testing.T) {
 		}
 	})
 }
+
+// A staging mount that a process on the node still uses is not unmounted, forced or lazily
+// detached: the unstage fails FailedPrecondition, the device stays connected, and the retry after
+// the process is gone completes.
+func TestNodeFakeUnstageOfABusyMountIsRefused(t *testing.T) {
+	e := newFakeMountNode(t)
+	must(t, e.stage(nodeMountCap("xfs", snw)))
+	e.m.mu.Lock()
+	e.m.umountErr = fmt.Errorf("unmount failed: exit status 32\nOutput: umount: %s: target is busy.", e.staging())
+	e.m.mu.Unlock()
+	err := e.unstage()
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "in use by a process") {
+		t.Fatalf("unstage of a busy mount: %v, want FailedPrecondition saying it is in use", err)
+	}
+	e.stagedOn(t, fakeDev, "xfs")
+	e.ini.mu.Lock()
+	disconnects := len(e.ini.disconnects)
+	e.ini.mu.Unlock()
+	if disconnects != 0 {
+		t.Fatalf("a busy unstage disconnected the device: %d disconnects", disconnects)
+	}
+	e.m.mu.Lock()
+	e.m.umountErr = nil
+	e.m.mu.Unlock()
+	must(t, e.unstage())
+	if at := e.m.mountsAt(e.staging()); len(at) != 0 {
+		t.Fatalf("after the retry the staging path still holds %+v", at)
+	}
+}

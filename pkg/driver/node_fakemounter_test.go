@@ -43,6 +43,7 @@ type fakeMounter struct {
 	broken    map[string]bool // mount points whose filesystem is gone: Stat fails with ENOTCONN until unmounted
 	formatErr error           // FormatAndMount fails after writing half a filesystem
 	mountErr  error           // Mount of a device fails (a filesystem that does not mount)
+	umountErr error           // Unmount fails and changes nothing (a mount a process still uses)
 	calls     []string        // "op arg ...", in order
 	nextID    int
 }
@@ -165,6 +166,9 @@ func (f *fakeMounter) Unmount(target string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("unmount %s", target)
+	if f.umountErr != nil {
+		return f.umountErr
+	}
 	for i := len(f.mounts) - 1; i >= 0; i-- {
 		if f.mounts[i].MountPoint == target {
 			f.mounts = slices.Delete(f.mounts, i, i+1)

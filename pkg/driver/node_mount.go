@@ -2,6 +2,7 @@ package driver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -152,9 +153,19 @@ func (n *nodeService) mountReadOnly(path string) (bool, error) {
 	return false, nil
 }
 
+// errMountInUse marks an unmount refused because a process on the node still uses the mount
+// (umount(8): "target is busy"). Nothing changed and nothing is forced: a lazy or forced unmount
+// would hide a writer that is still there. It is FailedPrecondition; the caller retries once the
+// process is gone.
+var errMountInUse = errors.New("still in use by a process on this node; nothing was unmounted")
+
 // unmount unmounts the topmost mount on path, giving up (not stopping it) after the mount timeout.
 func (n *nodeService) unmount(ctx context.Context, id, path string) error {
-	return n.bounded(ctx, id, "unmounting "+path, n.mountTimeout, func() error { return n.mounter.Unmount(path) })
+	err := n.bounded(ctx, id, "unmounting "+path, n.mountTimeout, func() error { return n.mounter.Unmount(path) })
+	if err != nil && strings.Contains(err.Error(), "target is busy") {
+		return fmt.Errorf("%w: %v", errMountInUse, err)
+	}
+	return err
 }
 
 // unmountAll unmounts everything mounted on path, a broken mount point included. It never deletes.

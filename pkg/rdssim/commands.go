@@ -194,21 +194,30 @@ func (st *store) appendDiskLocked(d *Disk) error {
 // copy is complete. If the session ends first, the copy stops and leaves a half-written file
 // without a disk entry, unless the model says copies finish on their own. st.mu is held on entry
 // and on return; it is released while the copy runs, so the RDS keeps answering.
+//
+// The source is read when the command arrives, into a private image, as a Btrfs reflink on the
+// RDS fixes a copy's content at one instant: what the source's users write while the copy runs
+// is not in it.
 func (st *store) slowCopyLocked(ctx context.Context, d *Disk, size int64, src *Disk, env execEnv) error {
 	hp := st.hostPath(d.FilePath)
 	if err := os.MkdirAll(filepath.Dir(hp), 0o755); err != nil {
 		return failure(err.Error())
 	}
-	f, err := os.OpenFile(hp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	image, err := st.imageOf(src)
 	if err != nil {
 		return failure(err.Error())
 	}
+	f, err := os.OpenFile(hp, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		discardImage(image)
+		return failure(err.Error())
+	}
 	st.copying[d.FilePath] = true
-	srcPath := st.hostPath(src.FilePath)
 	st.mu.Unlock()
 	done := make(chan error, 1)
 	go func() {
-		done <- st.runCopy(f, srcPath, size, env, ctx)
+		defer discardImage(image)
+		done <- st.runCopy(f, image, size, env, ctx)
 	}()
 	select {
 	case err = <-done:
@@ -242,21 +251,44 @@ func (st *store) slowCopyLocked(ctx context.Context, d *Disk, size int64, src *D
 	return st.appendDiskLocked(d)
 }
 
-// runCopy writes half of the source, waits the modelled time, then writes the rest, so that a
-// copy cut short leaves a file that is neither empty nor complete. With detached copies it stops
-// only when the server closes.
-func (st *store) runCopy(f *os.File, srcPath string, size int64, env execEnv, ctx context.Context) (err error) {
+// copyImagePrefix names the private images of copy sources in the state directory; any left by a
+// simulator that stopped mid-copy are removed when the store opens.
+const copyImagePrefix = "copy-source-"
+
+// imageOf copies src's file, holes kept, into a private file of the state directory and returns
+// it open and unlinked-on-discard. st.mu is held, so no command changes the source meanwhile.
+func (st *store) imageOf(src *Disk) (*os.File, error) {
+	sf, err := os.Open(st.hostPath(src.FilePath))
+	if err != nil {
+		return nil, err
+	}
+	defer sf.Close()
+	img, err := os.CreateTemp(filepath.Join(st.dir, stateDir), copyImagePrefix+"*")
+	if err != nil {
+		return nil, err
+	}
+	if err := copySparse(img, sf); err != nil {
+		discardImage(img)
+		return nil, err
+	}
+	return img, nil
+}
+
+func discardImage(img *os.File) {
+	_ = img.Close()
+	_ = os.Remove(img.Name())
+}
+
+// runCopy writes half of the source image, waits the modelled time, then writes all of it, so
+// that a copy cut short leaves a file that is neither empty nor complete. With detached copies it
+// stops only when the server closes.
+func (st *store) runCopy(f *os.File, image *os.File, size int64, env execEnv, ctx context.Context) (err error) {
 	defer func() {
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
 	}()
-	sf, err := os.Open(srcPath)
-	if err != nil {
-		return err
-	}
-	defer sf.Close()
-	fi, err := sf.Stat()
+	fi, err := image.Stat()
 	if err != nil {
 		return err
 	}
@@ -277,7 +309,7 @@ func (st *store) runCopy(f *os.File, srcPath string, size int64, env execEnv, ct
 	if err := f.Truncate(0); err != nil {
 		return err
 	}
-	if err := copySparse(f, sf); err != nil {
+	if err := copySparse(f, image); err != nil {
 		return err
 	}
 	return f.Truncate(size)

@@ -54,6 +54,10 @@ func openStore(dir string, poolSize int64) (*store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, stateDir), 0o755); err != nil {
 		return nil, err
 	}
+	stale, _ := filepath.Glob(filepath.Join(dir, stateDir, copyImagePrefix+"*"))
+	for _, f := range stale {
+		_ = os.Remove(f) // images of copies that stopped with the previous run
+	}
 	st := &store{dir: dir, poolSize: poolSize, copying: map[string]bool{}}
 	if err := st.load(); err != nil {
 		return nil, err

@@ -304,3 +304,46 @@ func TestSparseCopyFast(t *testing.T) {
 		t.Fatalf("sparse copy took %v", elapsed)
 	}
 }
+
+// A copy holds what its source held when the command arrived, as a Btrfs reflink does on the
+// RDS: writes to the source while the (slow) copy runs are not in it.
+func TestCopyContentIsFixedWhenTheCommandArrives(t *testing.T) {
+	ts := StartForTest(t)
+	c := dial(t, ts)
+	mustOK(t, c, addCmd("src", "/pool/src.img", "1M"))
+	srcPath, dstPath := ts.HostPath("/pool/src.img"), ts.HostPath("/pool/dst.img")
+	writeFileAt(t, srcPath, 4096, "before")
+	ts.SetCopyModel(1024*500*time.Millisecond, false) // 500 ms for the 1 MiB source
+
+	done := make(chan Result, 1)
+	go func() {
+		r, err := RunOn(dial(t, ts), "/disk add type=file copy-from=[find slot=src] file-path=/pool/dst.img slot=dst")
+		if err != nil {
+			r.Stderr = err.Error()
+		}
+		done <- r
+	}()
+	eventually(t, "the copy's target file", func() bool { _, err := os.Stat(dstPath); return err == nil })
+	writeFileAt(t, srcPath, 4096, "after!")
+	if r := <-done; r.Stderr != "" || isFailure(r.Stdout) {
+		t.Fatalf("copy: %+v", r)
+	}
+	if got := readAt(t, dstPath, 4096, 6); string(got) != "before" {
+		t.Fatalf("the copy holds %q at 4096, want what the source held when the command arrived (%q)", got, "before")
+	}
+	if left, _ := filepath.Glob(filepath.Join(ts.DataDir(), stateDir, copyImagePrefix+"*")); len(left) != 0 {
+		t.Fatalf("the copy's private image of its source is left behind: %v", left)
+	}
+}
+
+func writeFileAt(t *testing.T, path string, off int64, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte(s), off); err != nil {
+		t.Fatal(err)
+	}
+}
