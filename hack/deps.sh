@@ -41,6 +41,10 @@ tools=(
 	mount:mount
 	umount:mount
 	nvme:nvme-cli
+	# test/cluster: a real kubelet's container runtime and its (loopback-only) CNI plugin.
+	containerd:containerd
+	runc:runc
+	/usr/lib/cni/loopback:containernetworking-plugins
 )
 # Go comes from go.dev, not from Debian (golang-go in Debian is older than go.mod asks for).
 go_version=unknown
