@@ -48,6 +48,7 @@ type Client struct {
 
 	mu        sync.Mutex
 	conn      *ssh.Client
+	connSince time.Time // when conn was made
 	state     State
 	lastErr   error
 	listeners map[int]Listener
@@ -320,7 +321,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 	sc, chans, reqs, err := ssh.NewClientConn(raw, c.cfg.Address, c.sshCfg)
 	if err != nil {
 		_ = raw.Close()
-		return nil, err
+		return nil, &pastTCPError{err}
 	}
 	_ = raw.SetDeadline(time.Time{})
 	conn := ssh.NewClient(sc, chans, reqs)
@@ -331,7 +332,7 @@ func (c *Client) dial(ctx context.Context) (*ssh.Client, error) {
 		_ = conn.Close()
 		return nil, errors.New("client closed")
 	}
-	c.conn = conn
+	c.conn, c.connSince = conn, time.Now()
 	wasDown := c.state != Connected
 	c.state = Connected
 	c.lastErr = nil
@@ -440,9 +441,21 @@ func (c *Client) deliver() {
 	}
 }
 
-// maintain keeps a connection up: it reconnects with exponential backoff and jitter while the RDS
-// is unreachable, and checks liveness periodically by opening and closing a session (RouterOS
-// refuses OpenSSH keepalive requests).
+// pastTCPError is a dial that failed after the RDS accepted the TCP connection: in the SSH
+// handshake or the login. Retrying it at once would hammer an RDS that is answering.
+type pastTCPError struct{ err error }
+
+func (e *pastTCPError) Error() string { return e.err.Error() }
+func (e *pastTCPError) Unwrap() error { return e.err }
+
+// maintain keeps a connection up. While there is none, it checks every ProbeInterval whether the
+// RDS accepts a TCP connection, which costs the RDS no SSH handshake, and dials as soon as one is
+// accepted: an RDS back from a restart is used within a probe interval and a handshake, whatever
+// the length of the outage. Failures past the TCP connect (a failed handshake or login, a
+// connection dropped within StableAfter of being made) hold the next dial back with exponential
+// backoff and jitter, so a flapping RDS is not hammered. While connected, it checks liveness
+// every KeepaliveInterval by opening and closing a session (RouterOS refuses OpenSSH keepalive
+// requests).
 func (c *Client) maintain() {
 	defer c.wg.Done()
 	bo := backoff.NewExponentialBackOff()
@@ -452,53 +465,142 @@ func (c *Client) maintain() {
 	bo.Multiplier = 2
 	bo.MaxElapsedTime = 0
 	bo.Reset()
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+
+	probeCtx, cancelProbes := context.WithCancel(context.Background())
+	defer cancelProbes()
+	answered := make(chan struct{}, 1) // a probe got a TCP connection accepted
+	// Probes overlap when ProbeTimeout is longer than ProbeInterval; this bounds how many.
+	slots := make(chan struct{}, int(c.cfg.ProbeTimeout/c.cfg.ProbeInterval)+1)
+	probe := func() {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return
+		}
+		c.wg.Add(1)
+		go func() {
+			defer c.wg.Done()
+			defer func() { <-slots }()
+			if err := c.reachable(probeCtx); err != nil {
+				c.mu.Lock()
+				if c.conn == nil {
+					c.lastErr = err
+				}
+				c.mu.Unlock()
+				return
+			}
+			select {
+			case answered <- struct{}{}:
+			default:
+			}
+		}()
+	}
+
+	ticker := time.NewTicker(c.cfg.ProbeInterval)
+	defer ticker.Stop()
+	keepalive := time.NewTimer(c.cfg.KeepaliveInterval)
+	defer keepalive.Stop()
+	var (
+		seen      *ssh.Client // the connection the loop last saw
+		seenSince time.Time
+		notBefore time.Time // no dial before this: backoff after a failure past the TCP connect
+		dialNow   = true    // dial without waiting for a probe (at start)
+	)
 	for {
+		c.mu.Lock()
+		conn, since := c.conn, c.connSince
+		c.mu.Unlock()
+		if conn != seen {
+			if seen != nil && conn == nil {
+				// Lost. A connection that lived StableAfter says the RDS was fine: the next
+				// dial may follow the first probe that is answered. One that died young is a
+				// failure like a failed handshake.
+				if time.Since(seenSince) < c.cfg.StableAfter {
+					notBefore = time.Now().Add(bo.NextBackOff())
+				} else {
+					bo.Reset()
+					notBefore = time.Time{}
+					probe()
+				}
+			}
+			seen, seenSince = conn, since
+			if conn != nil {
+				resetTimer(keepalive, c.cfg.KeepaliveInterval)
+			}
+		}
+		if conn == nil && dialNow && !time.Now().Before(notBefore) {
+			dialNow = false
+			if err := c.maintainDial(); err != nil {
+				c.connFailed(err)
+				var past *pastTCPError
+				if errors.As(err, &past) {
+					next := bo.NextBackOff()
+					notBefore = time.Now().Add(next)
+					klog.V(2).InfoS("RDS reconnect failed after the TCP connect; backing off", "address", c.cfg.Address, "err", err, "retryIn", next)
+				} else {
+					klog.V(2).InfoS("RDS reconnect failed", "address", c.cfg.Address, "err", err)
+				}
+			}
+			continue
+		}
 		select {
 		case <-c.stop:
 			return
 		case <-c.wake:
-			bo.Reset()
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
+			if conn != nil {
+				c.checkAlive(conn)
+				resetTimer(keepalive, c.cfg.KeepaliveInterval)
 			}
-			timer.Reset(0)
-			continue
-		case <-timer.C:
+		case <-ticker.C:
+			if conn == nil && !time.Now().Before(notBefore) {
+				probe()
+			}
+		case <-answered:
+			dialNow = true
+		case <-keepalive.C:
+			if conn != nil {
+				c.checkAlive(conn)
+			}
+			keepalive.Reset(c.cfg.KeepaliveInterval)
 		}
-		c.mu.Lock()
-		conn := c.conn
-		c.mu.Unlock()
-		if conn == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
-			c.dialMu.Lock()
-			c.mu.Lock()
-			conn = c.conn
-			c.mu.Unlock()
-			var err error
-			if conn == nil {
-				_, err = c.dial(ctx)
-			}
-			c.dialMu.Unlock()
-			cancel()
-			if err != nil {
-				c.connFailed(err)
-				next := bo.NextBackOff()
-				klog.V(2).InfoS("RDS reconnect failed", "address", c.cfg.Address, "err", err, "retryIn", next)
-				timer.Reset(next)
-				continue
-			}
-			bo.Reset()
-			timer.Reset(c.cfg.KeepaliveInterval)
-			continue
-		}
-		c.checkAlive(conn)
-		timer.Reset(c.cfg.KeepaliveInterval)
 	}
+}
+
+// maintainDial dials unless a command has dialled meanwhile.
+func (c *Client) maintainDial() error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.DialTimeout)
+	defer cancel()
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	c.mu.Lock()
+	conn := c.conn
+	c.mu.Unlock()
+	if conn != nil {
+		return nil
+	}
+	_, err := c.dial(ctx)
+	return err
+}
+
+// reachable reports whether the RDS accepts a TCP connection within ProbeTimeout; the connection
+// is closed at once.
+func (c *Client) reachable(ctx context.Context) error {
+	d := net.Dialer{Timeout: c.cfg.ProbeTimeout}
+	raw, err := d.DialContext(ctx, "tcp", c.cfg.Address)
+	if err != nil {
+		return err
+	}
+	return raw.Close()
+}
+
+func resetTimer(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
 }
 
 // openSession opens a session within ctx: a silent RDS never answers the channel open, and

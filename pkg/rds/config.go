@@ -30,8 +30,20 @@ type Config struct {
 	DialTimeout       time.Duration // TCP connect + SSH handshake; default 10s
 	KeepaliveInterval time.Duration // liveness check period (open+close a session); default 15s
 
-	BackoffInitial time.Duration // first reconnect delay; default 500ms
-	BackoffMax     time.Duration // cap on reconnect delay; default 5s (an RDS back from a restart is used within seconds)
+	// While disconnected, the client checks every ProbeInterval whether the RDS accepts a TCP
+	// connection (a connect and close, no SSH) and dials as soon as one is accepted, so an RDS
+	// back from a restart is used within a probe interval and a handshake. Each check gives up
+	// after ProbeTimeout; checks overlap when it is longer than ProbeInterval, so a lost SYN does
+	// not hold the next one back. Defaults 100ms and 1s.
+	ProbeInterval time.Duration
+	ProbeTimeout  time.Duration
+
+	// Failures past the TCP connect (a handshake or login that fails, a connection dropped less
+	// than StableAfter after it was made) are retried with exponential backoff and jitter: a
+	// flapping RDS is not hammered. A connection that lived StableAfter resets the backoff.
+	BackoffInitial time.Duration // first delay; default 500ms
+	BackoffMax     time.Duration // cap on the delay; default 5s
+	StableAfter    time.Duration // default 1s
 
 	BreakerThreshold int           // consecutive connection failures that open the breaker; default 3
 	BreakerCooldown  time.Duration // how long an open breaker fails fast before a trial; default 5s
@@ -55,8 +67,11 @@ func (c *Config) setDefaults() {
 	def(&c.CommandTimeout, 30*time.Second)
 	def(&c.DialTimeout, 10*time.Second)
 	def(&c.KeepaliveInterval, 15*time.Second)
+	def(&c.ProbeInterval, 100*time.Millisecond)
+	def(&c.ProbeTimeout, time.Second)
 	def(&c.BackoffInitial, 500*time.Millisecond)
 	def(&c.BackoffMax, 5*time.Second)
+	def(&c.StableAfter, time.Second)
 	def(&c.BreakerCooldown, 5*time.Second)
 }
 
