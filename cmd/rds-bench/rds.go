@@ -111,30 +111,58 @@ func benchRDS(ctx context.Context, o benchOptions) error {
 			fr, ms(fresh.pct(50)), ms(fresh.pct(99)), ratio(pr, fr))
 	}
 
-	// Recovery: from the simulator listening again after a restart to the first successful
-	// command through the client, against one fresh connect+command right after it comes back.
-	var recov, base latencies
-	for i := 0; i < 5; i++ {
+	return benchRecovery(ctx, s, cmd.String())
+}
+
+// recoveryRestarts is how many RDS restarts the recovery figure takes the maximum over.
+const recoveryRestarts = 20
+
+// benchRecovery: from the simulator listening again after a restart to Probe ready and to the
+// first successful command, through a client with the production defaults (probe interval,
+// backoff, breaker), max over recoveryRestarts restarts; beside a fresh SSH connection and
+// command to the same simulator right after each recovery (the best any client could do).
+func benchRecovery(ctx context.Context, s *sim, cmd string) error {
+	cfg := rds.Config{Address: s.Addr(), User: "admin", Signer: s.signer, HostKey: s.HostPublicKey()}
+	client, err := rds.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	client.Start()
+	defer client.Close()
+	st := rds.NewStorage(client)
+	for client.Probe(ctx) != nil {
+		time.Sleep(time.Millisecond)
+	}
+	var probe, first, fresh latencies
+	for range recoveryRestarts {
+		// A connection that lived StableAfter (1 s by default) is no failure to back off from.
+		time.Sleep(1100 * time.Millisecond)
 		s.Restart(300 * time.Millisecond)
+		for client.Probe(ctx) == nil {
+			time.Sleep(time.Millisecond)
+		}
 		if err := s.WaitListening(ctx); err != nil {
 			return err
 		}
 		up := time.Now()
-		for {
-			if _, err := st.GetDisk(ctx, slot); err == nil {
-				break
-			}
+		for client.Probe(ctx) != nil {
 			time.Sleep(time.Millisecond)
 		}
-		recov = append(recov, time.Since(up))
+		probe = append(probe, time.Since(up))
+		if _, err := st.ListDisks(ctx, volid.VolumePrefix); err != nil {
+			return fmt.Errorf("first command after Probe turned ready: %w", err)
+		}
+		first = append(first, time.Since(up))
 		t := time.Now()
-		if err := freshConnGet(s, cmd.String()); err != nil {
+		if err := freshConnGet(s, cmd); err != nil {
 			return err
 		}
-		base = append(base, time.Since(t))
+		fresh = append(fresh, time.Since(t))
 	}
-	fmt.Printf("\nrestart recovery (5 restarts): simulator listening -> first successful command p50 %s (max %s); "+
-		"baseline fresh connect+command %s; ratio %s\n", ms(recov.pct(50)), ms(recov.pct(100)), ms(base.pct(50)),
-		ratio(float64(recov.pct(50)), float64(base.pct(50))))
+	fmt.Printf("\nrestart recovery (%d restarts of 300 ms, production client defaults): simulator listening -> Probe ready "+
+		"p50 %s max %s; -> first command done p50 %s max %s (goal: max under 250ms)\n", recoveryRestarts,
+		ms(probe.pct(50)), ms(probe.pct(100)), ms(first.pct(50)), ms(first.pct(100)))
+	fmt.Printf("baseline, a fresh SSH connection + command right after: p50 %s max %s; max recovery / max fresh %s\n",
+		ms(fresh.pct(50)), ms(fresh.pct(100)), ratio(float64(first.pct(100)), float64(fresh.pct(100))))
 	return nil
 }
