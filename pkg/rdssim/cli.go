@@ -150,6 +150,7 @@ const (
 	cmdFilePrint
 	cmdFileRemove
 	cmdResourcePrint
+	cmdClockPrint
 )
 
 // cond is one `key=value` or `key~regex` condition.
@@ -219,6 +220,7 @@ var menus = map[string]map[string]cmdSpec{
 	},
 	"system":          {},
 	"system/resource": {"print": {kind: cmdResourcePrint, flags: []string{"without-paging"}}},
+	"system/clock":    {"print": {kind: cmdClockPrint, flags: []string{"without-paging"}}},
 }
 
 // parse turns a command line into a command. An empty line or a bare menu

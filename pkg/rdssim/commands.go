@@ -63,6 +63,8 @@ func (st *store) exec(ctx context.Context, c *command, env execEnv) (string, err
 		return st.monitor(ctx, c, env)
 	case cmdResourcePrint:
 		return st.resource(env.started)
+	case cmdClockPrint:
+		return clock(time.Now()), nil
 	}
 	return "", fmt.Errorf("rdssim: unhandled command kind %d", c.kind)
 }
