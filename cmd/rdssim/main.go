@@ -32,6 +32,8 @@ type options struct {
 	latency                                                     time.Duration
 	copyPerGiB                                                  time.Duration
 	copyFinishDetached                                          bool
+	nvmet                                                       bool
+	nvmetAddress                                                string
 	// faults set at start (drop and restart are events: control interface only)
 	hang                       string
 	refuse, outOfSpace, silent bool
@@ -57,6 +59,8 @@ func main() {
 	flag.DurationVar(&o.latency, "latency", 0, "fault: delay before every command")
 	flag.DurationVar(&o.copyPerGiB, "copy-time-per-gib", 0, "copy-from (snapshots, clones) takes this long per GiB of source (0: instant)")
 	flag.BoolVar(&o.copyFinishDetached, "copy-finish-detached", false, "a copy whose SSH session ends goes on and adds its disk (default: it stops, leaving a half-written file)")
+	flag.BoolVar(&o.nvmet, "nvmet", false, "export disks with nvme-tcp-export=yes through the kernel's NVMe/TCP target (nvmet via configfs; Linux, root, modules nvmet and nvmet-tcp)")
+	flag.StringVar(&o.nvmetAddress, "nvmet-address", "127.0.0.1", "with --nvmet: the IP address the NVMe/TCP ports listen on")
 	flag.StringVar(&o.hang, "hang", "", "fault: commands matching this regular expression never answer")
 	flag.BoolVar(&o.refuse, "refuse", false, "fault: refuse new connections")
 	flag.BoolVar(&o.silent, "silent", false, "fault: black hole: accept TCP, never answer")
@@ -102,6 +106,7 @@ func run(o options, grace time.Duration) error {
 		PoolSize: pool, WrapWidth: o.wrapWidth, CRLF: o.crlf, FailureExitStatus: o.failExit,
 		FailureStream: o.failStream, Latency: o.latency,
 		CopyTimePerGiB: o.copyPerGiB, CopyFinishDetached: o.copyFinishDetached,
+		NVMeTCPExport: o.nvmet, NVMeTCPAddress: o.nvmetAddress,
 	})
 	if err != nil {
 		return err

@@ -44,6 +44,10 @@ type (
 	restartBody struct {
 		Delay string `json:"delay"`
 	}
+	nvmePortBody struct {
+		Port int  `json:"port"`
+		Down bool `json:"down"`
+	}
 	configBody struct { // every field optional: nil leaves the setting as it is
 		WrapWidth         *int    `json:"wrapWidth"`
 		CRLF              *bool   `json:"crlf"`
@@ -65,6 +69,7 @@ type (
 //	POST /faults/out-of-space {"enabled":true}
 //	POST /faults/auth         {"reject":true}
 //	POST /faults/restart      {"delay":"2s"}
+//	POST /faults/nvme-port    {"port":4420,"down":true} (with NVMe/TCP export only)
 //	POST /faults/reset
 //	POST /config              {"wrapWidth":80,"crlf":false,"failureExitStatus":false,"failureStream":"stdout"} (all optional)
 //	GET  /state               disks as JSON
@@ -93,6 +98,7 @@ func (s *Server) ControlHandler() http.Handler {
 	mux.HandleFunc("POST /faults/out-of-space", post(func(b outOfSpaceBody) error { s.SetOutOfSpace(b.Enabled); return nil }))
 	mux.HandleFunc("POST /faults/auth", post(func(b authBody) error { s.SetRejectAuth(b.Reject); return nil }))
 	mux.HandleFunc("POST /faults/restart", post(func(b restartBody) error { return withDuration(b.Delay, s.Restart) }))
+	mux.HandleFunc("POST /faults/nvme-port", post(func(b nvmePortBody) error { return s.SetNVMeTCPPortDown(b.Port, b.Down) }))
 	mux.HandleFunc("POST /faults/reset", do(s.ResetFaults))
 	mux.HandleFunc("POST /config", post(func(b configBody) error {
 		s.mu.Lock()

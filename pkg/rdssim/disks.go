@@ -48,6 +48,7 @@ type store struct {
 	poolSize int64
 	disks    []*Disk
 	copying  map[string]bool // file paths being written by a copy
+	exporter *nvmetExporter  // nil unless Config.NVMeTCPExport: the kernel target follows the table
 }
 
 func openStore(dir string, poolSize int64) (*store, error) {
@@ -116,8 +117,11 @@ func (st *store) saveLocked() error {
 	}
 	if err != nil {
 		_ = os.Remove(f.Name())
+		return err
 	}
-	return err
+	// The table is saved; an export that fails is logged and seen by the host that connects.
+	_ = st.syncExportsLocked()
+	return nil
 }
 
 func (st *store) snapshot() []Disk {

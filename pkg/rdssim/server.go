@@ -41,6 +41,12 @@ type Config struct {
 	Latency            time.Duration   // delay before every command
 	CopyTimePerGiB     time.Duration   // copy-from takes this long per GiB of source; 0: instant
 	CopyFinishDetached bool            // a copy whose session ends goes on (default: it stops half-written)
+	// NVMeTCPExport makes the kernel's NVMe/TCP target (nvmet, through configfs; Linux, root)
+	// export the disks with nvme-tcp-export=yes on NVMeTCPAddress (default 127.0.0.1) at their
+	// nvme-tcp-server-port. NVMetRoot is nvmet's configfs directory (DefaultNVMetRoot).
+	NVMeTCPExport  bool
+	NVMeTCPAddress string
+	NVMetRoot      string
 }
 
 // Server is the simulator. All methods are safe for concurrent use.
@@ -132,6 +138,15 @@ func New(cfg Config) (*Server, error) {
 	st, err := openStore(cfg.DataDir, cfg.PoolSize)
 	if err != nil {
 		return nil, err
+	}
+	if cfg.NVMeTCPExport {
+		if st.exporter, err = newNVMetExporter(cfg.NVMetRoot, cfg.NVMeTCPAddress, cfg.DataDir, st.hostPath); err != nil {
+			return nil, err
+		}
+		// A restart over the same data finds its exports in place and keeps them.
+		if err := st.syncExports(); err != nil {
+			return nil, err
+		}
 	}
 	s := &Server{
 		cfg:        cfg,
