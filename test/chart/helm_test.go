@@ -1,7 +1,8 @@
 // Package chart checks the Helm chart deploy/helm/rds-csi with a pinned helm (hack/helm.sh):
 // helm lint, what helm template renders, that deploy/kubernetes is the chart's render, and that
 // every rendered object is created on a real kube-apiserver with RBAC authorization, where the
-// controller's ServiceAccount can do what the driver needs and nothing it must not.
+// controller's ServiceAccount can do what the driver needs and nothing it must not, and the
+// rds-csi binary, with the chart's flags and a token of that ServiceAccount, heals attachments.
 package chart
 
 import (
