@@ -1,4 +1,5 @@
-// Command rds-csi is the CSI driver for MikroTik ROSE Data Server: controller, node, or both.
+// Command rds-csi is the CSI driver for MikroTik ROSE Data Server: controller, node, or both;
+// `rds-csi doctor` (doctor.go) checks the RDS against Kubernetes.
 package main
 
 import (
@@ -23,6 +24,9 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "doctor" {
+		os.Exit(doctorMain(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	klog.InitFlags(nil)
 	var o options
 	o.register(flag.CommandLine)

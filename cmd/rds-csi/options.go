@@ -76,14 +76,7 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.StringVar(&o.driverName, "driver-name", driver.DefaultDriverName, "CSI driver name")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 
-	fs.StringVar(&o.rdsAddress, "rds-address", "", "RDS SSH address host:port (controller)")
-	fs.StringVar(&o.rdsUser, "rds-user", "admin", "RDS SSH user")
-	fs.StringVar(&o.rdsKeyFile, "rds-key-file", "", "SSH private key for the RDS user")
-	fs.StringVar(&o.rdsKnownHosts, "rds-known-hosts", "", "known_hosts file holding the RDS host key")
-	fs.StringVar(&o.rdsHostKey, "rds-host-key", "", "pinned RDS host public key, in authorized_keys format (alternative to --rds-known-hosts)")
-	fs.BoolVar(&o.rdsInsecure, "rds-insecure-skip-host-key-verification", false, "DANGEROUS: do not verify the RDS host key (logs a warning on every connect)")
-	fs.IntVar(&o.rdsMaxSessions, "rds-max-sessions", 8, "most concurrent SSH exec sessions to the RDS")
-	fs.DurationVar(&o.rdsCommandTimeout, "rds-command-timeout", 30*time.Second, "deadline for one RDS command")
+	o.registerRDS(fs)
 	fs.DurationVar(&o.rdsCopyTimeout, "rds-copy-timeout", rds.DefaultCopyTimeout, "deadline for one copy on the RDS (snapshot, clone, restore); a copy goes on after the CSI call that started it times out, and its retry waits for it")
 	fs.DurationVar(&o.rdsKeepalive, "rds-keepalive-interval", 15*time.Second, "how often the RDS connection is checked")
 
@@ -109,6 +102,18 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.mountTimeout, "mount-timeout", 2*time.Minute, "longest wait for one mount or umount (or one left running by an earlier call); past it the call returns DeadlineExceeded and the next call for the volume waits for it")
 	fs.StringVar(&o.nodeStateDir, "node-state-dir", "/var/lib/rds-csi", "node: directory for records that must survive a restart of the plugin (a format under way); empty disables them")
 	fs.Var(&o.knownNodes, "known-node", "without Kubernetes: a node ID that may take attachments (repeatable; the local node is always known)")
+}
+
+// registerRDS registers the flags of the RDS connection, which the controller and doctor share.
+func (o *options) registerRDS(fs *flag.FlagSet) {
+	fs.StringVar(&o.rdsAddress, "rds-address", "", "RDS SSH address host:port (controller)")
+	fs.StringVar(&o.rdsUser, "rds-user", "admin", "RDS SSH user")
+	fs.StringVar(&o.rdsKeyFile, "rds-key-file", "", "SSH private key for the RDS user")
+	fs.StringVar(&o.rdsKnownHosts, "rds-known-hosts", "", "known_hosts file holding the RDS host key")
+	fs.StringVar(&o.rdsHostKey, "rds-host-key", "", "pinned RDS host public key, in authorized_keys format (alternative to --rds-known-hosts)")
+	fs.BoolVar(&o.rdsInsecure, "rds-insecure-skip-host-key-verification", false, "DANGEROUS: do not verify the RDS host key (logs a warning on every connect)")
+	fs.IntVar(&o.rdsMaxSessions, "rds-max-sessions", 8, "most concurrent SSH exec sessions to the RDS")
+	fs.DurationVar(&o.rdsCommandTimeout, "rds-command-timeout", 30*time.Second, "deadline for one RDS command")
 }
 
 // validate checks the flags and fills in derived values (the NVMe address, the parsed host key).
@@ -218,26 +223,9 @@ func unixSocketPath(endpoint string) (string, bool) {
 // validateController checks what only the controller uses: the RDS connection and the
 // attachment reconciler.
 func (o *options) validateController() error {
-	if o.rdsAddress == "" || o.rdsKeyFile == "" {
-		return errors.New("--rds-address and --rds-key-file are required for the controller")
-	}
-	if o.rdsKnownHosts == "" && o.rdsHostKey == "" && !o.rdsInsecure {
-		return errors.New("give --rds-known-hosts or --rds-host-key so that the RDS host key can be verified")
-	}
-	host, port, err := net.SplitHostPort(o.rdsAddress)
+	host, err := o.validateRDS()
 	if err != nil {
-		return fmt.Errorf("--rds-address: %w", err)
-	}
-	if n, err := strconv.Atoi(port); err != nil || volid.ValidatePort(n) != nil {
-		return fmt.Errorf("--rds-address: port %q is not a number in 1-65535", port)
-	}
-	if o.rdsHostKey != "" {
-		if o.hostKey, _, _, _, err = ssh.ParseAuthorizedKey([]byte(o.rdsHostKey)); err != nil {
-			return fmt.Errorf("--rds-host-key: %w", err)
-		}
-	}
-	if o.rdsMaxSessions < 1 {
-		return fmt.Errorf("--rds-max-sessions must be at least 1, not %d", o.rdsMaxSessions)
+		return err
 	}
 	// pkg/rds and pkg/attachment read a zero or negative duration as "use the default" (or, for
 	// the reconcile interval, "never"): a flag given as 0 must not quietly mean something else.
@@ -245,7 +233,6 @@ func (o *options) validateController() error {
 		flag string
 		v    time.Duration
 	}{
-		{"--rds-command-timeout", o.rdsCommandTimeout},
 		{"--rds-copy-timeout", o.rdsCopyTimeout},
 		{"--rds-keepalive-interval", o.rdsKeepalive},
 		{"--reconcile-interval", o.reconcileInterval},
@@ -258,6 +245,36 @@ func (o *options) validateController() error {
 		o.nvmeAddress = host
 	}
 	return nil
+}
+
+// validateRDS checks the flags of registerRDS and parses the pinned host key; it returns the
+// RDS host.
+func (o *options) validateRDS() (string, error) {
+	if o.rdsAddress == "" || o.rdsKeyFile == "" {
+		return "", errors.New("--rds-address and --rds-key-file are required")
+	}
+	if o.rdsKnownHosts == "" && o.rdsHostKey == "" && !o.rdsInsecure {
+		return "", errors.New("give --rds-known-hosts or --rds-host-key so that the RDS host key can be verified")
+	}
+	host, port, err := net.SplitHostPort(o.rdsAddress)
+	if err != nil {
+		return "", fmt.Errorf("--rds-address: %w", err)
+	}
+	if n, err := strconv.Atoi(port); err != nil || volid.ValidatePort(n) != nil {
+		return "", fmt.Errorf("--rds-address: port %q is not a number in 1-65535", port)
+	}
+	if o.rdsHostKey != "" {
+		if o.hostKey, _, _, _, err = ssh.ParseAuthorizedKey([]byte(o.rdsHostKey)); err != nil {
+			return "", fmt.Errorf("--rds-host-key: %w", err)
+		}
+	}
+	if o.rdsMaxSessions < 1 {
+		return "", fmt.Errorf("--rds-max-sessions must be at least 1, not %d", o.rdsMaxSessions)
+	}
+	if o.rdsCommandTimeout <= 0 {
+		return "", fmt.Errorf("--rds-command-timeout must be positive, not %v", o.rdsCommandTimeout)
+	}
+	return host, nil
 }
 
 // validateEndpoint checks the CSI endpoint the way driver.Listen will read it.
