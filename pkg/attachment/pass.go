@@ -275,7 +275,7 @@ func volumeMode(pv *corev1.PersistentVolume, hs []holder) (bool, time.Duration) 
 		if mode == corev1.ReadWriteMany || mode == corev1.ReadOnlyMany {
 			t := DefaultMigrationTimeout
 			if pv.Spec.CSI != nil {
-				t = ParseMigrationTimeout(pv.Spec.CSI.VolumeAttributes[VolumeContextMigrationTimeout])
+				t = MigrationTimeoutOf(pv.Spec.CSI.VolumeAttributes)
 			}
 			return true, t
 		}

@@ -11,6 +11,7 @@ package attachment
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -113,6 +114,31 @@ func ParseMigrationTimeout(v string) time.Duration {
 		return t
 	}
 	return DefaultMigrationTimeout
+}
+
+// VolumeContextMigrationTimeoutSeconds is the earlier driver's key (3whiskeywhiskey/rds-csi) for
+// the migration timeout, in integer seconds, found on the PVs it made.
+const VolumeContextMigrationTimeoutSeconds = "migrationTimeoutSeconds"
+
+// Bounds the earlier driver clamped migrationTimeoutSeconds to.
+const (
+	earlierMinMigrationTimeout = 30 * time.Second
+	earlierMaxMigrationTimeout = time.Hour
+)
+
+// MigrationTimeoutOf returns a volume's migration timeout from its volume context (a PV's volume
+// attributes): migrationTimeout when present; otherwise the earlier driver's
+// migrationTimeoutSeconds, read as that driver read it (empty, invalid or non-positive gives the
+// default, 5 minutes as there; others are clamped to 30 s-1 h); otherwise the default.
+func MigrationTimeoutOf(vc map[string]string) time.Duration {
+	if v := vc[VolumeContextMigrationTimeout]; v != "" {
+		return ParseMigrationTimeout(v)
+	}
+	n, err := strconv.Atoi(vc[VolumeContextMigrationTimeoutSeconds])
+	if err != nil || n <= 0 {
+		return DefaultMigrationTimeout
+	}
+	return min(max(time.Duration(n)*time.Second, earlierMinMigrationTimeout), earlierMaxMigrationTimeout)
 }
 
 func names(hs []Attachment) string {

@@ -74,6 +74,35 @@ func TestParseMigrationTimeout(t *testing.T) {
 	}
 }
 
+// The earlier driver's migrationTimeoutSeconds is read as it read it (clamped to 30 s-1 h, the
+// default for anything not a positive integer) when migrationTimeout is absent.
+func TestMigrationTimeoutOf(t *testing.T) {
+	const k, old = VolumeContextMigrationTimeout, VolumeContextMigrationTimeoutSeconds
+	for _, tc := range []struct {
+		vc   map[string]string
+		want time.Duration
+	}{
+		{nil, DefaultMigrationTimeout},
+		{map[string]string{k: "90s"}, 90 * time.Second},
+		{map[string]string{k: "90s", old: "600"}, 90 * time.Second},
+		{map[string]string{k: "junk", old: "600"}, DefaultMigrationTimeout},
+		{map[string]string{old: "600"}, 10 * time.Minute},
+		{map[string]string{old: "300"}, 5 * time.Minute},
+		{map[string]string{old: "10"}, 30 * time.Second},
+		{map[string]string{old: "7200"}, time.Hour},
+		{map[string]string{old: "30"}, 30 * time.Second},
+		{map[string]string{old: "3600"}, time.Hour},
+		{map[string]string{old: "0"}, DefaultMigrationTimeout},
+		{map[string]string{old: "-300"}, DefaultMigrationTimeout},
+		{map[string]string{old: "abc"}, DefaultMigrationTimeout},
+		{map[string]string{old: ""}, DefaultMigrationTimeout},
+	} {
+		if got := MigrationTimeoutOf(tc.vc); got != tc.want {
+			t.Errorf("MigrationTimeoutOf(%v) = %v, want %v", tc.vc, got, tc.want)
+		}
+	}
+}
+
 func TestMemoryAttacher(t *testing.T) {
 	ctx := context.Background()
 	m := NewMemory("a", "b", "c")

@@ -521,7 +521,7 @@ func multiNode(pv *corev1.PersistentVolume) (bool, time.Duration) {
 		if m == corev1.ReadWriteMany || m == corev1.ReadOnlyMany {
 			t := attachment.DefaultMigrationTimeout
 			if pv.Spec.CSI != nil {
-				t = attachment.ParseMigrationTimeout(pv.Spec.CSI.VolumeAttributes[attachment.VolumeContextMigrationTimeout])
+				t = attachment.MigrationTimeoutOf(pv.Spec.CSI.VolumeAttributes)
 			}
 			return true, t
 		}

@@ -102,6 +102,12 @@ func (d *Driver) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequest)
 		Slot: id, FilePath: volid.FilePath(params.VolumePath, id), Size: size,
 		Export: true, Port: params.NVMePort, NQN: volid.NQN(id),
 	}
+	if volid.IsEarlierSnapshotID(sourceSlot) {
+		// The earlier driver's snapshot is copied only once its disk is shown to be one.
+		if _, err := d.earlierSnapshot(ctx, sourceSlot); err != nil {
+			return nil, err
+		}
+	}
 	var disk *rds.Disk
 	if sourceSlot != "" {
 		disk, err = d.createFromSource(ctx, sourceSlot, spec, req.GetCapacityRange())
@@ -151,7 +157,7 @@ func contentSourceSlot(src *csi.VolumeContentSource) (string, error) {
 		return "", nil
 	case src.GetSnapshot() != nil:
 		id := src.GetSnapshot().GetSnapshotId()
-		if !isSnapshotID(id) {
+		if !isSnapshotID(id) && !(volid.IsEarlierSnapshotID(id) && volid.ValidateSlot(id) == nil) {
 			return "", status.Errorf(codes.NotFound, "snapshot %q not found", id)
 		}
 		return id, nil

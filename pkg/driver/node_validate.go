@@ -1,6 +1,7 @@
 package driver
 
 import (
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -122,6 +123,21 @@ func (n *nodeService) parseNodeVolume(id string, c *csi.VolumeCapability, publis
 			return nil, invalid("context %s=%q is not an integer", i.key, s)
 		}
 		*i.dst = n
+	}
+	// 0 is "the kernel's default" for these two, as the earlier driver (3whiskeywhiskey/rds-csi)
+	// meant it when it wrote them on every PV: it passed no option to nvme connect then. Set to the
+	// kernel's values, so that its volumes connect as before whatever this node's defaults are (a
+	// zero in the target would take the node's defaults).
+	if v.target.CtrlLossTmo == 0 && get(ContextCtrlLossTmo) != "" {
+		v.target.CtrlLossTmo = kernelCtrlLossTmo
+	}
+	if v.target.KeepAliveTmo == 0 && get(ContextKeepAliveTmo) != "" {
+		v.target.KeepAliveTmo = kernelKeepAliveTmo
+	}
+	// The earlier driver's volume attributes name the backing file volumePath. Only the loop
+	// backend reads the file path, and only a path to "<volume ID>.img" is taken.
+	if p := volCtx[contextEarlierVolumePath]; v.target.FilePath == "" && path.Base(p) == id+".img" {
+		v.target.FilePath = p
 	}
 	if err := volid.ValidatePort(v.target.Port); err != nil {
 		return nil, invalid("context %s: %v", ContextNVMePort, err)

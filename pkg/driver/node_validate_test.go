@@ -263,6 +263,43 @@ func TestNodeTargetFromContexts(t *testing.T) {
 	}
 }
 
+// A PV written by the earlier driver (3whiskeywhiskey/rds-csi), staged with the publish context
+// of a VolumeAttachment it made (keys rds-csi does not read): the target comes from its volume
+// attributes, a 0 ctrlLossTmo or keepAliveTmo is the kernel's default as it meant (not this
+// node's defaults), and its volumePath gives the backing file.
+func TestNodeTargetFromEarlierDriversPV(t *testing.T) {
+	file := "/storage-pool/metal-csi/" + vid + ".img"
+	for _, tc := range []struct {
+		ctrlLoss, keepAlive string
+		want                nvme.Target
+	}{
+		{"-1", "0", nvme.Target{CtrlLossTmo: -1, ReconnectDelay: 5, KeepAliveTmo: kernelKeepAliveTmo}},
+		{"0", "0", nvme.Target{CtrlLossTmo: kernelCtrlLossTmo, ReconnectDelay: 5, KeepAliveTmo: kernelKeepAliveTmo}},
+		{"120", "10", nvme.Target{CtrlLossTmo: 120, ReconnectDelay: 5, KeepAliveTmo: 10}},
+	} {
+		ini := &fakeInitiator{connectErr: errors.New("stop here")}
+		n := newFakeNode(t, ini)
+		_, _ = n.NodeStageVolume(context.Background(), &csi.NodeStageVolumeRequest{
+			VolumeId: vid, StagingTargetPath: t.TempDir(), VolumeCapability: nodeMountCap("", snw),
+			PublishContext: map[string]string{"nvme_address": "10.0.0.5", "nvme_port": "4420", "nvme_nqn": "nqn.2000-02.com.mikrotik:" + vid, "fs_type": "ext4"},
+			VolumeContext: map[string]string{"rdsAddress": "10.0.0.4", ContextNVMeAddress: "10.0.0.5", ContextNVMePort: "4420",
+				ContextNQN: "nqn.2000-02.com.mikrotik:" + vid, "volumePath": file, ContextCtrlLossTmo: tc.ctrlLoss,
+				ContextReconnectDelay: "5", ContextKeepAliveTmo: tc.keepAlive, "migrationTimeoutSeconds": "300"},
+		})
+		want := tc.want
+		want.NQN, want.Address, want.Port, want.FilePath = "nqn.2000-02.com.mikrotik:"+vid, "10.0.0.5", 4420, file
+		if len(ini.targets) != 1 || ini.targets[0] != want {
+			t.Errorf("ctrlLossTmo %s keepAliveTmo %s: targets %+v, want %+v", tc.ctrlLoss, tc.keepAlive, ini.targets, want)
+		}
+	}
+	// A volumePath that is not the volume's file is not taken for it.
+	v, err := (&nodeService{}).parseNodeVolume(vid, nodeMountCap("", snw), nil, map[string]string{"volumePath": "/storage-pool/metal-csi"})
+	must(t, err)
+	if v.target.FilePath != "" {
+		t.Errorf("file path %q from a directory", v.target.FilePath)
+	}
+}
+
 func TestNodeParseVolume(t *testing.T) {
 	for _, tc := range []struct {
 		name   string

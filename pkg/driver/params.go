@@ -112,7 +112,7 @@ func parseParams(params map[string]string, def Defaults) (volumeParams, error) {
 			}
 			p.FSType = v
 		case ParamCtrlLossTmo:
-			// -1 means reconnect forever, which is what diskless nodes want.
+			// -1 means reconnect forever, which is what diskless nodes want; 0 the kernel default (600 s).
 			if err := intInRange(v, -1, 86400); err != nil {
 				return p, invalid("parameter %s: %v", k, err)
 			}

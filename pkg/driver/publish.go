@@ -4,7 +4,6 @@ import (
 	"context"
 	"regexp"
 	"strconv"
-	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
@@ -60,16 +59,10 @@ func (d *Driver) ControllerPublishVolume(ctx context.Context, req *csi.Controlle
 	if !exists {
 		return nil, status.Errorf(codes.NotFound, "node %s does not exist", req.GetNodeId())
 	}
-	migration := attachment.DefaultMigrationTimeout
-	if v := req.GetVolumeContext()[ContextMigrationTimeout]; v != "" {
-		if t, err := time.ParseDuration(v); err == nil && t > 0 {
-			migration = t
-		}
-	}
 	areq := attachment.Request{
 		VolumeID: id, NodeID: req.GetNodeId(), ReadOnly: req.GetReadonly(),
 		MultiNode:        vcap.GetBlock() != nil && isMultiNode(vcap.GetAccessMode().GetMode()),
-		MigrationTimeout: migration,
+		MigrationTimeout: attachment.MigrationTimeoutOf(req.GetVolumeContext()),
 	}
 	if err := d.attacher.Attach(ctx, areq); err != nil {
 		return nil, toStatus(err, "attaching volume %s", id)

@@ -120,13 +120,21 @@ func (d *Driver) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshotRequ
 	if err := volid.ValidateSlot(id); err != nil {
 		return nil, invalid("snapshot ID %q: %v", id, err)
 	}
-	if _, ok := volid.ParseSnapshotID(id); !ok {
+	earlier := volid.IsEarlierSnapshotID(id)
+	if _, ok := volid.ParseSnapshotID(id); !ok && !earlier {
 		return &csi.DeleteSnapshotResponse{}, nil
 	}
 	if err := d.inflight.lock(id); err != nil {
 		return nil, err
 	}
 	defer d.inflight.unlock(id)
+	if earlier {
+		// Delete only a disk that is such a snapshot. A missing disk is looked for no further
+		// than deleteDisk does for this driver's own snapshots: a file named "<ID>.img".
+		if _, err := d.earlierSnapshot(ctx, id); err != nil && status.Code(err) != codes.NotFound {
+			return nil, err
+		}
+	}
 	if err := d.deleteDisk(ctx, "snapshot", id); err != nil {
 		return nil, err
 	}
@@ -191,4 +199,22 @@ func (d *Driver) GetSnapshot(ctx context.Context, req *csi.GetSnapshotRequest) (
 	}
 	snap, _ := snapshotFromDisk(disk)
 	return &csi.GetSnapshotResponse{Snapshot: snap}, nil
+}
+
+// earlierSnapshot returns the disk of a snapshot made by the earlier driver (3whiskeywhiskey/rds-csi),
+// whose ID passed volid.IsEarlierSnapshotID, after checking that the disk is one: that driver made
+// its snapshots as unexported disks whose slot is the ID and whose backing file is "<ID>.img". A
+// disk of that slot that is exported, or whose file has another name, was not made by it as a
+// snapshot: FailedPrecondition, and nothing is done to it. A missing disk is NotFound.
+func (d *Driver) earlierSnapshot(ctx context.Context, id string) (*rds.Disk, error) {
+	disk, err := d.backend.GetDisk(ctx, id)
+	if err != nil {
+		return nil, toStatus(err, "looking up snapshot %s", id)
+	}
+	if disk.Slot != id || disk.Exported || path.Base(disk.FilePath) != id+".img" {
+		return nil, status.Errorf(codes.FailedPrecondition,
+			"disk %s (file %s, exported %v) is not a snapshot of the earlier driver, which are unexported disks backed by a file %s.img: left as it is",
+			disk.Slot, disk.FilePath, disk.Exported, id)
+	}
+	return disk, nil
 }

@@ -52,6 +52,11 @@ var (
 	// snapshotRE: snap-<uuid of name>-t<creation unix seconds, hex>-<source volume slot>.
 	// RouterOS prints neither lineage nor creation time for disks, so both live in the slot.
 	snapshotRE = regexp.MustCompile(`^snap-([0-9a-f-]{36})-t([0-9a-f]{1,16})-(.+)$`)
+	// earlierSnapshotRE: the snapshot IDs of the earlier driver (3whiskeywhiskey/rds-csi),
+	// snap-<uuid>-at-<suffix> (a Unix time in decimal or 10 hex digits) and, in its oldest
+	// versions, snap-<uuid>. The uuid is the source volume's in some versions and one derived from
+	// the snapshot's name in others, so neither lineage nor creation time can be read from them.
+	earlierSnapshotRE = regexp.MustCompile(`^snap-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(-at-[0-9a-f]{1,20})?$`)
 
 	// nameSpace makes name → ID derivation stable across releases; never change it.
 	nameSpace = uuid.MustParse("7d3b1c62-5a0e-4f7e-9d8a-2f1c3e4b5a69")
@@ -222,4 +227,12 @@ func ParseSnapshotID(id string) (s Snapshot, ok bool) {
 		return Snapshot{}, false
 	}
 	return Snapshot{Source: m[3], Created: time.Unix(sec, 0)}, true
+}
+
+// IsEarlierSnapshotID reports whether id has the form of a snapshot ID of the earlier driver
+// (3whiskeywhiskey/rds-csi): snap-<uuid>-at-<suffix>, or snap-<uuid>. Such a snapshot is an
+// unexported disk whose slot is the ID and whose backing file is "<ID>.img"; its ID says nothing
+// else about it. No ID of this driver has either form.
+func IsEarlierSnapshotID(id string) bool {
+	return earlierSnapshotRE.MatchString(id)
 }

@@ -106,3 +106,40 @@ func TestSnapshotIDRoundTrip(t *testing.T) {
 		t.Errorf("an over-long snapshot ID was accepted: %v", err)
 	}
 }
+
+// The earlier driver's snapshot IDs, in each form it wrote, are recognised and are valid slots;
+// this driver's own IDs, volume IDs and near misses are not taken for them.
+func TestEarlierSnapshotIDs(t *testing.T) {
+	const u = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
+	for _, id := range []string{
+		"snap-" + u + "-at-1739800000", // Unix time
+		"snap-" + u + "-at-3a9f8c02d1", // 10 hex digits of a name hash
+		"snap-" + u,                    // the oldest form
+	} {
+		if !IsEarlierSnapshotID(id) {
+			t.Errorf("%s not recognised", id)
+		}
+		if err := ValidateSlot(id); err != nil {
+			t.Errorf("%s: %v", id, err)
+		}
+		if _, ok := ParseSnapshotID(id); ok {
+			t.Errorf("%s parses as one of this driver's snapshot IDs", id)
+		}
+	}
+	prefix, err := SnapshotIDPrefix("snapshot-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, err := SnapshotID(prefix, time.Unix(1739800000, 0), "pvc-"+u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{
+		own, "pvc-" + u, "snap-" + u + "-at-", "snap-" + u + "-at-XYZ", "snap-" + u + "-at-123456789012345678901",
+		"snap-" + strings.ToUpper(u), "snap-" + u + "-at-1-x", "snap-" + u[:35], "xsnap-" + u, "snap-" + u + "/../x",
+	} {
+		if IsEarlierSnapshotID(id) {
+			t.Errorf("%q taken for an earlier driver's snapshot ID", id)
+		}
+	}
+}
