@@ -34,6 +34,8 @@ type view struct {
 	// inFlight are slot prefixes of snapshots being taken (their disk is not named yet).
 	inFlight map[string]string
 	nodes    map[string]*corev1.Node
+
+	vaCount, contentCount int // of this driver
 }
 
 // Analyze applies the rules to one inventory.
@@ -42,7 +44,7 @@ func Analyze(inv *Inventory, cfg Config) *Report {
 	v := index(inv, cfg)
 	r := &Report{Time: inv.Now.UTC(), Driver: cfg.DriverName, MinAge: cfg.MinAge.String(), Counts: Counts{
 		Disks: len(inv.Disks), Files: len(inv.Files), PersistentVolumes: len(v.pvs), Claims: len(inv.PVCs),
-		VolumeAttachments: len(inv.VAs), Nodes: len(inv.Nodes), VolumeSnapshotContents: len(inv.Contents),
+		VolumeAttachments: v.vaCount, Nodes: len(inv.Nodes), VolumeSnapshotContents: v.contentCount,
 		SnapshotsInstalled: inv.SnapshotsInstalled,
 	}, Findings: []Finding{}}
 	add := func(f Finding) { r.Findings = append(r.Findings, f) }
@@ -85,6 +87,7 @@ func index(inv *Inventory, cfg Config) *view {
 		if va.Spec.Attacher != cfg.DriverName {
 			continue
 		}
+		v.vaCount++
 		by := "VolumeAttachment " + va.Name
 		if name := va.Spec.Source.PersistentVolumeName; name != nil {
 			ref(*name, by) // the provisioner names PVs after their volume: conservative
@@ -110,6 +113,7 @@ func index(inv *Inventory, cfg Config) *view {
 		if driverOf(c) != cfg.DriverName {
 			continue
 		}
+		v.contentCount++
 		by := "VolumeSnapshotContent " + c.GetName()
 		handle := snapshotHandle(c)
 		ref(handle, by)

@@ -30,8 +30,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if !c.SnapshotsInstalled {
 		snap = "no snapshot CRDs"
 	}
-	fmt.Fprintf(b, "looked at: %d disks and %d files on the RDS; %d PersistentVolumes of the driver, %d claims, %d VolumeAttachments, %d nodes, %s\n\n",
-		c.Disks, c.Files, c.PersistentVolumes, c.Claims, c.VolumeAttachments, c.Nodes, snap)
+	fmt.Fprintf(b, "looked at: RDS %d disks, %d files; of the driver %d PersistentVolumes, %d VolumeAttachments, %s; %d claims, %d nodes\n\n",
+		c.Disks, c.Files, c.PersistentVolumes, c.VolumeAttachments, snap, c.Claims, c.Nodes)
 	if len(r.Findings) == 0 {
 		fmt.Fprintf(b, "Nothing out of line.\n")
 	} else {
