@@ -35,11 +35,18 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if len(r.Findings) == 0 {
 		fmt.Fprintf(b, "Nothing out of line.\n")
 	} else {
+		removed := map[Target]bool{}
+		for _, c := range r.Cleanup {
+			removed[c.Target] = c.Result == "removed"
+		}
 		tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "#\tNEEDS ACTION\tKIND\tOBJECT\tNODE\tAGE")
 		for i, f := range r.Findings {
 			need := "no"
-			if f.NeedsAction {
+			switch {
+			case f.Removable != nil && removed[*f.Removable]:
+				need = "removed"
+			case f.NeedsAction:
 				need = "yes"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", i+1, need, f.Kind, f.Object, dash(f.Node), dash(f.Age))
