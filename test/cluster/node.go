@@ -1,0 +1,292 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Paths every node sees at the same place as on a real machine, each from a directory of its
+// own: its mount namespace binds them there. The chart's defaults then hold for every node.
+const (
+	kubeletDir = "/var/lib/kubelet"
+	stateDir   = "/var/lib/rds-csi"
+)
+
+// LoopRootArg is the node plugin's --loop-root: inside each node's state directory, the
+// simulator's data directory bound at a path naming the node. The kernel reports a loop device's
+// backing file by the path it was opened through, so each node plugin recognizes its own loop
+// devices only, as each real node has its own NVMe controllers.
+const LoopRootArg = "--loop-root=" + stateDir + "/rds-$(NODE_NAME)"
+
+// Node is one real kubelet on its own containerd, in its own mount and network namespaces.
+type Node struct {
+	Name  string
+	Index int // from 1; its address is 10.77.<Index>.2
+	IP    string
+	dir   string
+
+	anchor     *proc // holds the namespaces
+	containerd *proc
+	kubelet    *proc
+	netns      string // readlink of /proc/<anchor>/ns/net
+}
+
+// nodeConfig is what a node needs from the cluster.
+type nodeConfig struct {
+	binDir, simData, kubeconfig, registryHost, registryForward, pauseImage string
+	labels                                                                 map[string]string
+}
+
+func startNode(ctx context.Context, dir string, index int, name string, nc nodeConfig) (_ *Node, err error) {
+	n := &Node{Name: name, Index: index, IP: nodeIP(index), dir: dir}
+	defer func() {
+		if err != nil {
+			n.PowerOff()
+		}
+	}()
+	for _, d := range []string{"kubelet", "state", "containerd/root", "containerd/state", "cni", "logs", "volume-plugins"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	for _, d := range []string{kubeletDir, stateDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	ready := filepath.Join(dir, "ns-ready")
+	loopRoot := filepath.Join(stateDir, "rds-"+name)
+	// The kubelet directory must be a shared mount: the node plugin mounts into it with
+	// Bidirectional propagation, and the kubelet must see those mounts.
+	script := strings.Join([]string{
+		"set -e",
+		"mount --bind " + filepath.Join(dir, "kubelet") + " " + kubeletDir,
+		"mount --make-rshared " + kubeletDir,
+		"mount --bind " + filepath.Join(dir, "state") + " " + stateDir,
+		"mkdir -p " + loopRoot,
+		"mount --bind " + nc.simData + " " + loopRoot,
+		"touch " + ready,
+		"exec sleep 2147483647",
+	}, "\n")
+	n.anchor, err = spawn(name+"-ns", filepath.Join(dir, "ns.log"), "unshare", "--mount", "--net", "--propagation", "private", "--", "/bin/sh", "-c", script)
+	if err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, 30*time.Second, func() (bool, error) {
+		if n.anchor.exited() {
+			return false, fmt.Errorf("node %s namespace setup failed: %s", name, tail(n.anchor.log, 10))
+		}
+		_, err := os.Stat(ready)
+		return err == nil, nil
+	}); err != nil {
+		return nil, err
+	}
+	pid := n.anchor.cmd.Process.Pid
+	if n.netns, err = os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/net"); err != nil {
+		return nil, err
+	}
+	if err := linkNode(index, pid); err != nil {
+		return nil, fmt.Errorf("node %s network: %w", name, err)
+	}
+
+	sock := filepath.Join(dir, "containerd.sock")
+	cdConf := filepath.Join(dir, "containerd.toml")
+	if err := os.WriteFile(cdConf, []byte(containerdConfig(dir, sock, nc)), 0o644); err != nil {
+		return nil, err
+	}
+	cni := `{"cniVersion": "0.4.0", "name": "lo", "plugins": [{"type": "loopback"}]}` + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "cni", "10-lo.conflist"), []byte(cni), 0o644); err != nil {
+		return nil, err
+	}
+	if n.containerd, err = n.spawnIn("containerd", "containerd", "--config", cdConf); err != nil {
+		return nil, err
+	}
+	if err := waitFor(ctx, 60*time.Second, func() (bool, error) {
+		if n.containerd.exited() {
+			return false, fmt.Errorf("containerd of %s exited: %s", name, tail(n.containerd.log, 20))
+		}
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			return false, nil
+		}
+		_ = c.Close()
+		return true, nil
+	}); err != nil {
+		return nil, err
+	}
+
+	kcfg := filepath.Join(dir, "kubelet.yaml")
+	if err := os.WriteFile(kcfg, []byte(kubeletConfig(dir, sock, n.IP)), 0o644); err != nil {
+		return nil, err
+	}
+	var labels []string
+	for k, v := range nc.labels {
+		labels = append(labels, k+"="+v)
+	}
+	args := []string{"--config", kcfg, "--kubeconfig", nc.kubeconfig, "--hostname-override", name,
+		"--node-ip", n.IP, "--root-dir", kubeletDir, "--v", "2"}
+	if len(labels) > 0 {
+		args = append(args, "--node-labels", strings.Join(labels, ","))
+	}
+	if n.kubelet, err = n.spawnIn("kubelet", filepath.Join(nc.binDir, "kubelet"), args...); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// spawnIn starts a process in the node's namespaces.
+func (n *Node) spawnIn(name, bin string, args ...string) (*proc, error) {
+	pid := strconv.Itoa(n.anchor.cmd.Process.Pid)
+	return spawn(n.Name+"-"+name, filepath.Join(n.dir, name+".log"), "nsenter",
+		append([]string{"-t", pid, "-m", "-n", "--", bin}, args...)...)
+}
+
+// Log returns the end of one of the node's logs ("kubelet", "containerd").
+func (n *Node) Log(name string, lines int) string {
+	return tail(filepath.Join(n.dir, name+".log"), lines)
+}
+
+// StopKubelet kills the kubelet only: its containers run on (a kubelet crash, not a node loss).
+func (n *Node) StopKubelet() {
+	if n.kubelet != nil {
+		n.kubelet.kill()
+	}
+}
+
+// PowerOff models a node losing power: every process of the node (kubelet, containerd, the
+// shims, every container, all sharing the node's network namespace since every pod here uses
+// the host network) is killed at once; its mounts go with its mount namespace, and its loop
+// devices, its "NVMe controllers", are detached. Nothing is unmounted or flushed cleanly.
+func (n *Node) PowerOff() {
+	loops := n.loopDevices()
+	for range 3 { // a process forked while we scan is caught by the next pass
+		for _, pid := range n.pids() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, p := range []*proc{n.kubelet, n.containerd, n.anchor} {
+		if p != nil {
+			p.kill()
+		}
+	}
+	// Loop devices still in use by a dying mount are detached once it is gone (autoclear).
+	for _, l := range loops {
+		_ = exec.Command("losetup", "-d", l).Run()
+	}
+	_ = run("ip", "link", "del", fmt.Sprintf(nodeLinkF, n.Index))
+}
+
+// pids lists the processes in the node's network namespace.
+func (n *Node) pids() []int {
+	if n.netns == "" {
+		return nil
+	}
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/net"); err == nil && l == n.netns {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// loopDevices lists the loop devices the node's plugin set up (backing file under its loop root).
+func (n *Node) loopDevices() []string {
+	prefix := filepath.Join(stateDir, "rds-"+n.Name) + "/"
+	ms, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var devs []string
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err == nil && strings.HasPrefix(strings.TrimSpace(string(b)), prefix) {
+			devs = append(devs, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m))))
+		}
+	}
+	return devs
+}
+
+func containerdConfig(dir, sock string, nc nodeConfig) string {
+	return fmt.Sprintf(`version = 2
+root = %q
+state = %q
+
+[grpc]
+  address = %q
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = %q
+  # This sandbox refuses lowering oom_score_adj; without this every pod sandbox fails.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = %q
+  [plugins."io.containerd.grpc.v1.cri".registry.mirrors.%q]
+    endpoint = ["http://%s"]
+`, filepath.Join(dir, "containerd/root"), filepath.Join(dir, "containerd/state"), sock,
+		nc.pauseImage, filepath.Join(dir, "cni"), nc.registryHost, nc.registryForward)
+}
+
+func kubeletConfig(dir, sock, ip string) string {
+	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+cgroupsPerQOS: false
+enforceNodeAllocatable: []
+containerRuntimeEndpoint: unix://%s
+address: %s
+port: 10250
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+healthzPort: 10248
+authentication:
+  anonymous:
+    enabled: true
+  webhook:
+    enabled: false
+authorization:
+  mode: AlwaysAllow
+podLogsDir: %s
+volumePluginDir: %s
+serializeImagePulls: false
+nodeStatusUpdateFrequency: 5s
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+`, sock, ip, filepath.Join(dir, "logs"), filepath.Join(dir, "volume-plugins"))
+}
+
+// waitFor polls cond every 100 ms until it is true, returns an error, or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, err := cond()
+		if err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not done after %v: %w", timeout, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
