@@ -72,13 +72,13 @@ type Cluster struct {
 	Dir        string
 	Kubeconfig string
 
-	logf   func(string, ...any)
-	bins   bins
-	procs  []*proc // control plane, in start order
-	fwd    *forwarder
+	logf    func(string, ...any)
+	bins    bins
+	procs   []*proc // control plane, in start order
+	fwd     *forwarder
 	simKeys simKeys
-	lock   *os.File
-	stopMu sync.Mutex
+	lock    *os.File
+	stopMu  sync.Mutex
 }
 
 type bins struct{ k8s, cluster, helm, crane string }
