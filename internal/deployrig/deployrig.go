@@ -77,6 +77,7 @@ type Controller struct {
 	conn *grpc.ClientConn
 	Ctl  csi.ControllerClient
 	ID   csi.IdentityClient
+	Node csi.NodeClient // served in --mode all or node
 }
 
 // SyncBuffer is a bytes.Buffer safe for a process's output and a test reading it.
@@ -247,7 +248,7 @@ func (r *Rig) Start() *Controller {
 	if err != nil {
 		r.T.Fatal(err)
 	}
-	c.conn, c.Ctl, c.ID = conn, csi.NewControllerClient(conn), csi.NewIdentityClient(conn)
+	c.conn, c.Ctl, c.ID, c.Node = conn, csi.NewControllerClient(conn), csi.NewIdentityClient(conn), csi.NewNodeClient(conn)
 	err = wait.PollUntilContextTimeout(r.Ctx, 10*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		select {
 		case <-c.done:
