@@ -98,7 +98,7 @@ func TestEarlierDriversVolumeAndSnapshot(t *testing.T) {
 	attrs := map[string]string{
 		"rdsAddress": "127.0.0.1", "nvmeAddress": "127.0.0.1", "nvmePort": "4420", "nqn": nqnBase + oldVol,
 		"volumePath": oldDir + "/" + oldVol + ".img", "ctrlLossTmo": "-1", "reconnectDelay": "5", "keepAliveTmo": "0",
-		"migrationTimeoutSeconds": "300",
+		"migrationTimeoutSeconds":                      "300",
 		"storage.kubernetes.io/csiProvisionerIdentity": "1739800000000-8081-" + driverName,
 	}
 	pv := &corev1.PersistentVolume{
