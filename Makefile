@@ -83,3 +83,16 @@ image:
 
 clean:
 	rm -rf $(BIN)
+
+## cluster-test: a real cluster on this machine (test/cluster: etcd, kube-apiserver, controller-
+## manager, scheduler, three real kubelets on containerd, the simulator as the RDS) with rds-csi
+## installed by its chart; builds the rds-csi image (hack/image.sh) and the kubelet, controllers
+## and CSI sidecar images (hack/cluster-bins.sh, cached; first run tens of minutes). Root.
+.PHONY: cluster-test
+CLUSTER_ENV = RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) RDS_CSI_HELM=$(HELM) \
+	RDS_CSI_CLUSTER_BINS=$$(hack/cluster-bins.sh --print-dir) RDS_CSI_CRANE=$$(hack/image.sh --print-crane) \
+	RDS_CSI_IMAGE=$$ref RDS_CSI_CLUSTER_REQUIRED=1
+cluster-test: k8s-bins $(HELM)
+	ref=$$(RDS_CSI_REGISTRY_PORT=$(IMAGE_PORT) hack/image.sh) && \
+	RDS_CSI_REGISTRY_PORT=$(IMAGE_PORT) hack/cluster-bins.sh && \
+	$(CLUSTER_ENV) $(GO) test -race -count=1 -timeout 45m -v ./test/cluster/

@@ -103,7 +103,7 @@ func findBins() (bins, error) {
 	if b.cluster == "" {
 		b.cluster = filepath.Join(cacheDir(), defaultClusterBins)
 	}
-	for _, f := range []string{"kubelet", "kube-controller-manager", "kube-scheduler"} {
+	for _, f := range []string{"kubelet", "kube-controller-manager", "kube-scheduler", "snapshot-controller", "snapshot-crds"} {
 		if _, err := os.Stat(filepath.Join(b.cluster, f)); err != nil {
 			return b, fmt.Errorf("%s: run hack/cluster-bins.sh (or make cluster-test) to build the cluster's binaries: %w", b.cluster, err)
 		}
