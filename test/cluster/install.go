@@ -131,6 +131,9 @@ controller:
   hostNetwork: true
   nodeSelector:
     %s: "true"
+  # Every CSI call logged with its duration (the figures read them).
+  extraArgs:
+    - --v=4
   extraEnv:
     - name: KUBERNETES_SERVICE_HOST
       value: %q
@@ -140,6 +143,7 @@ node:
   extraArgs:
     - --nvme-backend=loop
     - %s
+    - --v=4
 sidecars:
   provisioner:
     image:

@@ -255,3 +255,47 @@ func (n *Node) LoopFor(d rdssim.Disk) []string {
 	}
 	return out
 }
+
+// Cordon marks a node (un)schedulable, as kubectl cordon does.
+func (c *Cluster) Cordon(ctx context.Context, node string, on bool) error {
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	n.Spec.Unschedulable = on
+	_, err = c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	return err
+}
+
+// TaintOutOfService adds node.kubernetes.io/out-of-service=nodeshutdown:NoExecute, as an operator
+// does once a node is known to be off.
+func (c *Cluster) TaintOutOfService(ctx context.Context, node string) error {
+	n, err := c.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: corev1.TaintNodeOutOfService, Value: "nodeshutdown", Effect: corev1.TaintEffectNoExecute})
+	_, err = c.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+	return err
+}
+
+// nsReport describes the pods and warning events of a namespace, for failures.
+func (c *Cluster) nsReport(ctx context.Context, ns string) string {
+	var b strings.Builder
+	pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	for _, p := range pods.Items {
+		fmt.Fprintf(&b, "pod %s on %q: %s\n", p.Name, p.Spec.NodeName, p.Status.Phase)
+	}
+	evs, err := c.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err == nil {
+		for _, e := range evs.Items {
+			if e.Type != corev1.EventTypeNormal {
+				fmt.Fprintf(&b, "event %s/%s: %s %s\n", e.InvolvedObject.Kind, e.InvolvedObject.Name, e.Reason, e.Message)
+			}
+		}
+	}
+	return b.String()
+}
