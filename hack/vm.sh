@@ -206,7 +206,7 @@ run() {
 	# TCG: no KVM here. Multi-threaded TCG gives each vCPU a host thread.
 	exec timeout -s KILL "${VM_TIMEOUT:-3600}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max \
 		-smp "${VM_CPUS:-2}" -m "${VM_MEM:-2048}" -kernel "$dir/vmlinuz" -initrd "$dir/initrd.cpio" \
-		-append "console=ttyS0 panic=-1 quiet loglevel=4 nvme_core.multipath=Y" \
+		-append "console=ttyS0 panic=-1 quiet loglevel=3 nvme_core.multipath=Y" \
 		-display none -serial stdio -monitor none -nic none -no-reboot \
 		-virtfs "local,path=$share,mount_tag=share,security_model=none,id=share"
 }
