@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -86,4 +87,29 @@ func boolString(b bool) string {
 		return "true"
 	}
 	return "false"
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// checkAttachedTo waits until the PV is attached to exactly these nodes.
+func checkAttachedTo(ctx context.Context, t *testing.T, c *Cluster, pv string, nodes ...string) {
+	t.Helper()
+	var last map[string]string
+	err := waitFor(ctx, time.Minute, func() (bool, error) {
+		vas, err := c.VolumeAttachments(ctx, pv)
+		if err != nil {
+			return false, nil
+		}
+		last = vaSummary(vas)
+		ok := len(vas) == len(nodes)
+		for _, n := range nodes {
+			ok = ok && vas[n].Status.Attached
+		}
+		return ok, nil
+	})
+	if err != nil {
+		t.Errorf("attachments of %s: %v; want %v attached: %v", pv, last, nodes, err)
+	}
 }

@@ -26,7 +26,7 @@ const (
 // devices only, as each real node has its own NVMe controllers.
 const LoopRootArg = "--loop-root=" + stateDir + "/rds-$(NODE_NAME)"
 
-// Node is one real kubelet on its own containerd, in its own mount and network namespaces.
+// Node is one real kubelet on its own containerd, in its own mount, network and UTS namespaces.
 type Node struct {
 	Name  string
 	Index int // from 1; its address is 10.77.<Index>.2
@@ -68,6 +68,9 @@ func startNode(ctx context.Context, dir string, index int, name string, nc nodeC
 	// Bidirectional propagation, and the kubelet must see those mounts.
 	script := strings.Join([]string{
 		"set -e",
+		// hostNetwork pods share the node's UTS namespace: the sidecars' leader election
+		// identities are host names, which must differ between nodes.
+		"hostname " + name,
 		"mount --bind " + filepath.Join(dir, "kubelet") + " " + kubeletDir,
 		"mount --make-rshared " + kubeletDir,
 		"mount --bind " + filepath.Join(dir, "state") + " " + stateDir,
@@ -76,7 +79,7 @@ func startNode(ctx context.Context, dir string, index int, name string, nc nodeC
 		"touch " + ready,
 		"exec sleep 2147483647",
 	}, "\n")
-	n.anchor, err = spawn(name+"-ns", filepath.Join(dir, "ns.log"), "unshare", "--mount", "--net", "--propagation", "private", "--", "/bin/sh", "-c", script)
+	n.anchor, err = spawn(name+"-ns", filepath.Join(dir, "ns.log"), "unshare", "--mount", "--net", "--uts", "--propagation", "private", "--", "/bin/sh", "-c", script)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +149,7 @@ func startNode(ctx context.Context, dir string, index int, name string, nc nodeC
 func (n *Node) spawnIn(name, bin string, args ...string) (*proc, error) {
 	pid := strconv.Itoa(n.anchor.cmd.Process.Pid)
 	return spawn(n.Name+"-"+name, filepath.Join(n.dir, name+".log"), "nsenter",
-		append([]string{"-t", pid, "-m", "-n", "--", bin}, args...)...)
+		append([]string{"-t", pid, "-m", "-n", "-u", "--", bin}, args...)...)
 }
 
 // Log returns the end of one of the node's logs ("kubelet", "containerd").
@@ -289,4 +292,42 @@ func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, erro
 		case <-t.C:
 		}
 	}
+}
+
+// FSSize returns the size in bytes of the filesystem mounted at path in the node's mount
+// namespace (read through /proc/<pid>/root, as a process of the node sees it).
+func (n *Node) FSSize(path string) (int64, error) {
+	if n.anchor == nil || n.anchor.exited() {
+		return 0, fmt.Errorf("node %s is off", n.Name)
+	}
+	var st syscall.Statfs_t
+	p := "/proc/" + strconv.Itoa(n.anchor.cmd.Process.Pid) + "/root" + path
+	if err := syscall.Statfs(p, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s on %s: %w", path, n.Name, err)
+	}
+	return int64(st.Blocks) * st.Bsize, nil
+}
+
+// KillProcesses sends SIGKILL to the node's processes whose command line starts with one of
+// prefixes (a path's last element counts: "csi-provisioner" matches "/csi-provisioner --v=4"),
+// and returns how many it killed.
+func (n *Node) KillProcesses(prefixes ...string) int {
+	killed := 0
+	for _, pid := range n.pids() {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " ")
+		base := cmd[strings.LastIndex(strings.SplitN(cmd, " ", 2)[0], "/")+1:]
+		for _, p := range prefixes {
+			if strings.HasPrefix(base, p) {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+				break
+			}
+		}
+	}
+	return killed
 }

@@ -299,3 +299,34 @@ func (c *Cluster) nsReport(ctx context.Context, ns string) string {
 	}
 	return b.String()
 }
+
+// ProvisionerLeader returns the node of the controller replica whose csi-provisioner holds the
+// leader lease (its identity is the host name, which is the node name here).
+func (c *Cluster) ProvisionerLeader(ctx context.Context) (string, error) {
+	name := strings.NewReplacer(".", "-", "/", "-").Replace(Driver)
+	var holder string
+	err := waitFor(ctx, 2*time.Minute, func() (bool, error) {
+		l, err := c.Client.CoordinationV1().Leases(Namespace).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil {
+			return false, nil
+		}
+		holder = *l.Spec.HolderIdentity
+		return holder != "", nil
+	})
+	if err != nil {
+		leases, _ := c.Client.CoordinationV1().Leases(Namespace).List(ctx, metav1.ListOptions{})
+		var names []string
+		if leases != nil {
+			for _, l := range leases.Items {
+				names = append(names, l.Name)
+			}
+		}
+		return "", fmt.Errorf("no holder of lease %s/%s (leases: %v): %w", Namespace, name, names, err)
+	}
+	for _, n := range c.Nodes {
+		if strings.HasPrefix(holder, n.Name) {
+			return n.Name, nil
+		}
+	}
+	return "", fmt.Errorf("lease holder %q is no node", holder)
+}
