@@ -235,8 +235,8 @@ func claimOf(pv *corev1.PersistentVolume) string {
 func (v *view) volumes(add func(Finding)) {
 	for _, pv := range v.pvs {
 		slot := pv.Spec.CSI.VolumeHandle
-		if !ours(slot) {
-			continue // not in the listings: nothing can be said about it
+		if !ours(slot) || pv.DeletionTimestamp != nil {
+			continue // not in the listings, or going: nothing to say about it (it still names its disk)
 		}
 		obj := "pv " + pv.Name
 		d, ok := v.disks[slot]

@@ -53,10 +53,10 @@ type env struct {
 	cfg doctor.Config
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, simOpts ...func(*rdssim.Config)) *env {
 	t.Helper()
 	kcfg := k8stest.Shared(t)
-	sim := rdssim.StartForTest(t, func(c *rdssim.Config) { c.PoolSize = 1 << 40 })
+	sim := rdssim.StartForTest(t, append([]func(*rdssim.Config){func(c *rdssim.Config) { c.PoolSize = 1 << 40 }}, simOpts...)...)
 	e := &env{t: t, ctx: t.Context(), sim: sim}
 	rig, err := ctrlrig.New(e.ctx, kcfg, sim, ctrlrig.Options{Prefix: "doc" + string(rune('a'+seq.Add(1)))})
 	if err != nil {
