@@ -67,6 +67,7 @@ func Collect(ctx context.Context, src Sources, now func() time.Time) (*Inventory
 		now = time.Now
 	}
 	inv := &Inventory{}
+	seen := map[string]bool{}
 	for _, p := range prefixes {
 		d, err := src.RDS.ListDisks(ctx, p)
 		if err != nil {
@@ -77,7 +78,12 @@ func Collect(ctx context.Context, src Sources, now func() time.Time) (*Inventory
 		if err != nil {
 			return nil, &LookError{"RDS files (*" + p + "*)", err}
 		}
-		inv.Files = append(inv.Files, f...)
+		for _, x := range f {
+			if !seen[x.Path] { // a snapshot's file name holds its source volume's: both listings have it
+				seen[x.Path] = true
+				inv.Files = append(inv.Files, x)
+			}
+		}
 	}
 	t, err := src.RDS.Clock(ctx)
 	if err != nil {
