@@ -76,18 +76,22 @@ func index(inv *Inventory, cfg Config) *view {
 	for i := range inv.PVs {
 		pv := &inv.PVs[i]
 		v.pvByName[pv.Name] = pv
-		if pv.Spec.CSI != nil && pv.Spec.CSI.Driver == cfg.DriverName {
+		if pv.Spec.CSI == nil {
+			continue
+		}
+		// Any driver's PV keeps a disk it names (another install of the driver under another
+		// name may share the RDS); only this driver's are checked.
+		ref(pv.Spec.CSI.VolumeHandle, "PersistentVolume "+pv.Name)
+		if pv.Spec.CSI.Driver == cfg.DriverName {
 			v.pvs = append(v.pvs, pv)
-			ref(pv.Spec.CSI.VolumeHandle, "PersistentVolume "+pv.Name)
 		}
 	}
 	slices.SortFunc(v.pvs, func(a, b *corev1.PersistentVolume) int { return cmp.Compare(a.Name, b.Name) })
 	for i := range inv.VAs {
 		va := &inv.VAs[i]
-		if va.Spec.Attacher != cfg.DriverName {
-			continue
+		if va.Spec.Attacher == cfg.DriverName {
+			v.vaCount++
 		}
-		v.vaCount++
 		by := "VolumeAttachment " + va.Name
 		if name := va.Spec.Source.PersistentVolumeName; name != nil {
 			ref(*name, by) // the provisioner names PVs after their volume: conservative
@@ -110,10 +114,9 @@ func index(inv *Inventory, cfg Config) *view {
 		}
 	}
 	for _, c := range inv.Contents {
-		if driverOf(c) != cfg.DriverName {
-			continue
+		if driverOf(c) == cfg.DriverName {
+			v.contentCount++
 		}
-		v.contentCount++
 		by := "VolumeSnapshotContent " + c.GetName()
 		handle := snapshotHandle(c)
 		ref(handle, by)

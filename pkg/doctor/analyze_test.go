@@ -22,6 +22,7 @@ func pv(name, handle string, size string) corev1.PersistentVolume {
 
 // Ages come from the RDS's own clock against its own file dates, whatever the zone of either
 // machine: an RDS whose wall clock is 9 hours behind this machine's does not make a new file old.
+// A disk that any driver's PV names is no orphan.
 func TestOrphanAgeIsByTheRDSClock(t *testing.T) {
 	rdsNow := time.Date(2025, 11, 11, 7, 0, 0, 0, time.UTC) // the RDS's wall clock
 	inv := &Inventory{
@@ -31,16 +32,19 @@ func TestOrphanAgeIsByTheRDSClock(t *testing.T) {
 			{Slot: "pvc-new", FilePath: "/p/pvc-new.img", Size: 1 << 20, Exported: true},
 			{Slot: "pvc-old", FilePath: "/p/pvc-old.img", Size: 1 << 20, Exported: true},
 			{Slot: "pvc-used", FilePath: "/p/pvc-used.img", Size: 1 << 20, Exported: true},
+			{Slot: "pvc-other", FilePath: "/p/pvc-other.img", Size: 1 << 20, Exported: true},
 		},
 		Files: []rds.File{
 			{Path: "/p/pvc-new.img", Modified: rdsNow.Add(-time.Minute)},
 			{Path: "/p/pvc-old.img", Modified: rdsNow.Add(-61 * time.Minute)},
 			{Path: "/p/pvc-used.img", Modified: rdsNow.Add(-48 * time.Hour)},
+			{Path: "/p/pvc-other.img", Modified: rdsNow.Add(-48 * time.Hour)},
 			{Path: "/p/pvc-stray.img", Modified: rdsNow.Add(-48 * time.Hour)},
 			{Path: "/p/not-ours.img", Modified: rdsNow.Add(-48 * time.Hour)},
 		},
-		PVs: []corev1.PersistentVolume{pv("used", "pvc-used", "1Mi")},
+		PVs: []corev1.PersistentVolume{pv("used", "pvc-used", "1Mi"), pv("other", "pvc-other", "1Mi")},
 	}
+	inv.PVs[1].Spec.CSI.Driver = "another.install" // another driver's PV keeps its disk too
 	r := Analyze(inv, Config{DriverName: drv})
 	got := map[string]Finding{}
 	for _, f := range r.Findings {
