@@ -4,11 +4,14 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/container-storage-interface/spec/lib/go/csi"
 	"google.golang.org/grpc/codes"
 
+	"github.com/srvlab/rds-csi/pkg/attachment"
 	"github.com/srvlab/rds-csi/pkg/rds"
+	"github.com/srvlab/rds-csi/pkg/rds/rdsfake"
 	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
@@ -100,4 +103,51 @@ func containsAll(have, want []string) bool {
 		}
 	}
 	return true
+}
+
+// recordingAttacher keeps the requests that reach the attachment view.
+type recordingAttacher struct {
+	*attachment.Memory
+	reqs []attachment.Request
+}
+
+func (a *recordingAttacher) Attach(ctx context.Context, req attachment.Request) error {
+	a.reqs = append(a.reqs, req)
+	return a.Memory.Attach(ctx, req)
+}
+
+// A live-migration volume of the earlier driver carries migrationTimeoutSeconds, not
+// migrationTimeout: ControllerPublish bounds its dual attachment by it, as that driver did.
+func TestPublishReadsEarlierDriversMigrationTimeout(t *testing.T) {
+	ctx := context.Background()
+	be := rdsfake.New(100 * gib)
+	att := &recordingAttacher{Memory: attachment.NewMemory("node-a", "node-b")}
+	d, err := New(Options{Controller: true, DefaultParams: Defaults{NVMeAddress: "10.0.0.1"}}, be, att, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "pvc-6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d"
+	if _, err := be.CreateDisk(ctx, rds.DiskSpec{Slot: id, FilePath: "/storage-pool/metal-csi/" + id + ".img", Size: gib,
+		Export: true, Port: 4420, NQN: volid.NQN(id)}); err != nil {
+		t.Fatal(err)
+	}
+	rwx := blockCap(csi.VolumeCapability_AccessMode_MULTI_NODE_MULTI_WRITER)
+	for _, tc := range []struct {
+		vc   map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"migrationTimeoutSeconds": "600"}, 10 * time.Minute},
+		{map[string]string{"migrationTimeoutSeconds": "10"}, 30 * time.Second},
+		{map[string]string{"migrationTimeoutSeconds": "600", ContextMigrationTimeout: "2m"}, 2 * time.Minute},
+		{nil, attachment.DefaultMigrationTimeout},
+	} {
+		att.reqs = nil
+		if _, err := d.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: id, NodeId: "node-a",
+			VolumeCapability: rwx, VolumeContext: tc.vc}); err != nil {
+			t.Fatal(err)
+		}
+		if len(att.reqs) != 1 || att.reqs[0].MigrationTimeout != tc.want || !att.reqs[0].MultiNode {
+			t.Errorf("volume context %v: attach requests %+v, want one multi-node with timeout %v", tc.vc, att.reqs, tc.want)
+		}
+	}
 }
