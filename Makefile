@@ -20,7 +20,8 @@ demo:
 	$(MAKE) build
 	$(BIN)/rds-demo --driver $(BIN)/rds-csi --simulator $(BIN)/rdssim
 
-## test: vet, then every test with the race detector (node and sanity tests need root).
+## test: vet, then every test with the race detector (node and sanity tests need root; test/vm boots
+## the qemu guest of test-vm).
 test: k8s-bins $(HELM)
 	$(GO) vet ./...
 	RDS_CSI_K8S_BINS=$$(hack/k8s-bins.sh --print-dir) RDS_CSI_HELM=$(HELM) $(GO) test -race -count=1 -timeout 40m ./...
@@ -33,6 +34,14 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+	$(GO) vet -tags vmguest ./test/vm/...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 -tags vmguest ./test/vm/...
+
+## test-vm: the node service over the kernel's NVMe/TCP, in a qemu guest (TCG) that hack/vm.sh builds
+## from Debian's kernel and caches under /var/cache/rds-csi/vm; root. Also part of `make test`.
+.PHONY: test-vm
+test-vm:
+	$(GO) test -count=1 -timeout 60m -v ./test/vm/
 
 ## fuzz: run each parser fuzzer for FUZZTIME (new findings land in testdata/fuzz).
 FUZZTIME ?= 30s
