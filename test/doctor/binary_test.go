@@ -23,7 +23,6 @@ import (
 // kubeconfig and the RDS flags: findings and exit status 1, a dry run that removes nothing, a
 // cleanup that removes the old orphan and logs it, and exit status 0 once nothing is left.
 func TestDoctorBinary(t *testing.T) {
-	bin := deployrig.Binary(t)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "id_ed25519")
 	key, err := rdssim.LoadOrCreateHostKey(keyFile) // a fresh ed25519 key, written as OpenSSH expects
@@ -31,6 +30,7 @@ func TestDoctorBinary(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := newEnv(t, func(c *rdssim.Config) { c.AuthorizedKeys = append(c.AuthorizedKeys, key.PublicKey()) })
+	bin := deployrig.Binary(t) // after newEnv, which skips under -short
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	e.must(k8stest.WriteKubeconfig(k8stest.Shared(t), kubeconfig))
 
