@@ -98,35 +98,21 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-var build struct {
-	once sync.Once
-	dir  string
-	err  error
-}
-
-// Binary builds cmd/rds-csi once per test process and returns its path.
+// Binary builds cmd/rds-csi into a temporary directory of the test and returns its path (the Go
+// build cache makes builds after the first one quick).
 func Binary(t *testing.T) string {
 	t.Helper()
-	build.once.Do(func() {
-		build.dir, build.err = os.MkdirTemp("", "deployrig-")
-		if build.err != nil {
-			return
-		}
-		root, err := moduleRoot()
-		if err != nil {
-			build.err = err
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(build.dir, "rds-csi"), "./cmd/rds-csi")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			build.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if build.err != nil {
-		t.Fatal(build.err)
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Join(build.dir, "rds-csi")
+	bin := filepath.Join(t.TempDir(), "rds-csi")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rds-csi")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // moduleRoot is the directory of go.mod, found from the working directory (a test's package
