@@ -93,6 +93,18 @@ build_sidecar() {
 	work="$(mktemp -d)"
 	cp -r "$src/." "$work/"
 	chmod -R u+w "$work"
+	# A nested module the go.mod replaces with its directory (external-snapshotter's client) is
+	# not in the module's zip: fetch that module at the same version into the directory.
+	local sub
+	for sub in $(sed -n 's|^replace \([^ ]*\) => \./\([^ ]*\)$|\1=\2|p' "$work/go.mod"); do
+		local smod="${sub%%=*}" sdir="${sub#*=}" ssrc
+		[ -d "$work/$sdir" ] && continue
+		ssrc="$(cd / && GOFLAGS=-mod=mod go mod download -json "$smod@$ver" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+		[ -d "$ssrc" ] || { log "no source directory for $smod@$ver"; return 1; }
+		mkdir -p "$work/$sdir"
+		cp -r "$ssrc/." "$work/$sdir/"
+		chmod -R u+w "$work/$sdir"
+	done
 	(
 		cd "$work"
 		for c in "${missing[@]}"; do
@@ -142,9 +154,8 @@ push_images() {
 		mkdir -p "$tmp/root"
 		install -m 0755 "$bin" "$tmp/root/$name"
 		tar --sort=name --mtime=@0 --owner=0 --group=0 -C "$tmp/root" -cf "$tmp/layer.tar" .
-		"$crane" append --insecure --oci-empty-base -f "$tmp/layer.tar" -t "$ref.tmp" -o "$tmp/img.tar" >/dev/null
-		"$crane" push --insecure "$tmp/img.tar" "$ref.tmp" >/dev/null
-		"$crane" mutate --insecure --entrypoint "/$name" --set-platform linux/amd64 -t "$ref" "$ref.tmp" >/dev/null
+		"$crane" append --insecure --oci-empty-base -f "$tmp/layer.tar" -t "$ref" >/dev/null 2>&1
+		"$crane" mutate --insecure "$ref" --entrypoint "/$name" --set-platform linux/amd64 -t "$ref" >/dev/null 2>&1
 		rm -rf "$tmp"
 		sha256sum <"$bin" | cut -c1-64 >"$stamp"
 		log "pushed $ref"

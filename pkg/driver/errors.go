@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"k8s.io/klog/v2"
 
 	"github.com/srvlab/rds-csi/pkg/nvme"
 	"github.com/srvlab/rds-csi/pkg/rds"
@@ -27,7 +29,27 @@ func toStatus(err error, format string, args ...any) error {
 	if _, ok := status.FromError(err); ok {
 		return err
 	}
-	return status.Errorf(codeOf(err), "%s: %v", fmt.Sprintf(format, args...), err)
+	what := fmt.Sprintf(format, args...)
+	msg := userMessage(err)
+	if msg != err.Error() {
+		// The status goes to users (PVC events, VolumeAttachment errors); the command line it
+		// left out belongs in the log.
+		klog.InfoS("RDS operation failed", "operation", what, "err", err)
+	}
+	return status.Errorf(codeOf(err), "%s: %s", what, msg)
+}
+
+// userMessage is err's text without the RouterOS command lines its RDS errors carry: a user
+// reading a PVC event needs what failed and why, not a long command line (docs/operations.md).
+func userMessage(err error) string {
+	msg := err.Error()
+	var re *rds.Error
+	for e := err; e != nil && errors.As(e, &re); e = re.Err {
+		if re.Command != "" {
+			msg = strings.Replace(msg, " ("+re.Command+")", "", 1)
+		}
+	}
+	return msg
 }
 
 // errorCodes are checked in order, before the backend's error kinds: a deadline or a cancel

@@ -11,6 +11,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/srvlab/rds-csi/pkg/volid"
 )
 
 // routerOSCommand matches a RouterOS command line as rds-csi sends it: such lines belong in the
@@ -81,7 +83,7 @@ func TestG_RDSOutage(t *testing.T) {
 		if routerOSCommand.MatchString(e.Message) {
 			t.Errorf("event %s on %s holds a RouterOS command line: %q", e.Reason, e.InvolvedObject.Name, e.Message)
 		}
-		if strings.Contains(strings.ToLower(e.Message), "rds") && strings.Contains(strings.ToLower(e.Message), "unreachable") {
+		if saysUnreachable(e.Message) {
 			unreachable++
 		}
 	}
@@ -91,6 +93,20 @@ func TestG_RDSOutage(t *testing.T) {
 	t.Logf("an event of g-00: %s", firstLine(c.Events(ctx, ns, "g-00")))
 	checkNoOrphans(ctx, t, c)
 	deleteClaims(ctx, t, c, ns)
+}
+
+// saysUnreachable reports whether a message tells an operator the RDS cannot be reached.
+func saysUnreachable(msg string) bool {
+	m := strings.ToLower(msg)
+	if !strings.Contains(m, "rds") {
+		return false
+	}
+	for _, w := range []string{"unreachable", "unavailable", "cannot connect", "not connected"} {
+		if strings.Contains(m, w) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLine(s string) string {
@@ -116,7 +132,7 @@ func checkNoOrphans(ctx context.Context, t *testing.T, c *Cluster) {
 	}
 	have := map[string]bool{}
 	for _, d := range c.Sim.Disks() {
-		if strings.HasPrefix(d.Slot, "pvc-") {
+		if strings.HasPrefix(d.Slot, volid.VolumePrefix) {
 			have[d.Slot] = true
 			if !want[d.Slot] {
 				t.Errorf("orphan disk on the RDS: %s (%s), no PV holds it", d.Slot, d.FilePath)
