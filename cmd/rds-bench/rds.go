@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -135,8 +136,9 @@ func benchRecovery(ctx context.Context, s *sim, cmd string) error {
 	}
 	var probe, first, fresh latencies
 	for range recoveryRestarts {
-		// A connection that lived StableAfter (1 s by default) is no failure to back off from.
-		time.Sleep(1100 * time.Millisecond)
+		// A connection that lived StableAfter (1 s by default) is no failure to back off from; the
+		// jitter puts the restart anywhere between two probes.
+		time.Sleep(1100*time.Millisecond + rand.N(100*time.Millisecond))
 		s.Restart(300 * time.Millisecond)
 		for client.Probe(ctx) == nil {
 			time.Sleep(time.Millisecond)
