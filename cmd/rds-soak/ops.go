@@ -194,11 +194,22 @@ func (s *soak) freezeSource(src *vol) (thaw func()) {
 		}
 		return nil
 	}
-	if err := fsfreeze("-f"); err != nil {
-		s.stats.violation("soak error", "freezing the source %s before copying it: %v", src.name, err)
-		return func() {}
+	s.freezeMu.Lock()
+	defer s.freezeMu.Unlock()
+	if s.frozen[path] == 0 {
+		if err := fsfreeze("-f"); err != nil {
+			s.stats.violation("soak error", "freezing the source %s before copying it: %v", src.name, err)
+			return func() {}
+		}
 	}
+	s.frozen[path]++
 	return func() {
+		s.freezeMu.Lock()
+		defer s.freezeMu.Unlock()
+		if s.frozen[path]--; s.frozen[path] > 0 {
+			return
+		}
+		delete(s.frozen, path)
 		if err := fsfreeze("-u"); err != nil {
 			s.stats.violation("soak error", "thawing the source %s after copying it: %v", src.name, err)
 		}

@@ -40,10 +40,14 @@ type soak struct {
 	startDisks, startFiles map[string]bool
 	// restartMu serialises driver restarts (injected kill -9 and unexpected exits).
 	restartMu sync.Mutex
+	// freezeMu guards frozen: how many copy calls hold each staged source frozen. A clone and a
+	// snapshot of one source may be pending together, and a second FIFREEZE fails (EBUSY).
+	freezeMu sync.Mutex
+	frozen   map[string]int
 }
 
 func newSoak(ctx context.Context, c *config) (*soak, error) {
-	s := &soak{cfg: c, stats: newStats(), m: newModel(),
+	s := &soak{cfg: c, stats: newStats(), m: newModel(), frozen: map[string]int{},
 		// A command started during a fault may hang until the driver abandons it: failures up to
 		// one command timeout after recovery are still the fault's.
 		grace: c.rdsTimeout + time.Second, ext4OnlineGrow: hasSysResource()}
