@@ -28,7 +28,7 @@ func main() {
 	_ = flag.Set("stderrthreshold", "FATAL")
 	var o benchOptions
 	flag.DurationVar(&o.duration, "duration", 2*time.Second, "how long each throughput measurement runs")
-	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (rds, controller, node, attach, cluster); empty runs all")
+	flag.StringVar(&o.only, "only", "", "comma-separated sections to run (rds, controller, node, attach, cluster, vm); empty runs all")
 	flag.Parse()
 
 	fmt.Printf("rds-bench on %s/%s, %d CPUs (%s), %s\n\n", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), cpuModel(), time.Now().UTC().Format(time.RFC3339))
@@ -42,6 +42,7 @@ func main() {
 		{"attach", benchAttach},
 		{"node", benchNode},
 		{"cluster", benchCluster},
+		{"vm", benchVM},
 	}
 	failed := false
 	for _, s := range sections {
