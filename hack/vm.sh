@@ -155,7 +155,7 @@ EOF
 
 build() {
 	ensure_host_pkgs
-	local pkg kdir kver hash dir stage
+	local pkg kdir kver hash dir
 	pkg=$(kernel_pkg)
 	kdir=$cache/kernel-$pkg
 	# The host tools' versions and this script decide the guest's content.
@@ -166,7 +166,7 @@ build() {
 		return 0
 	fi
 	mkdir -p "$cache"
-	stage=$(mktemp -d "$cache/stage.XXXXXX")
+	stage=$(mktemp -d "$cache/stage.XXXXXX") # global: the EXIT trap runs after build returns
 	trap 'rm -rf "$stage"' EXIT
 	# The kernel download and the host tools are independent: build them side by side.
 	fetch_kernel "$kdir" "$pkg" &

@@ -27,7 +27,7 @@ var suites = []suite{
 	{"node", "guest.test", []string{"-test.timeout=40m"}, []string{
 		"TestStageWriteUnstageRestage", "TestExt4OnlineExpansion", "TestRawBlockVolume",
 		"TestEightVolumesConnectOrder", "TestUnreadableDeviceIsNeverFormatted",
-		"TestTargetOutageReconnectForever", "TestTargetOutageFiniteCtrlLossTmo"}},
+		"TestTargetOutageReconnectForever", "TestTargetOutageFiniteCtrlLossTmo", "TestSimulatorExportFollowsDiskTable"}},
 	{"sanity-mount", "guestsanity.test", []string{"-test.run=^TestSanityMount$", "-test.timeout=40m"}, []string{"TestSanityMount"}},
 	{"sanity-block", "guestsanity.test", []string{"-test.run=^TestSanityBlock$", "-test.timeout=40m"}, []string{"TestSanityBlock"}},
 }
