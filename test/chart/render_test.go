@@ -173,7 +173,7 @@ func TestDefaultRender(t *testing.T) {
 			t.Errorf("%s image %s, want %s", name, c.Image, image)
 		}
 		requireArgs(t, c, "--csi-address=/csi/csi.sock", "--leader-election=true", "--leader-election-namespace=rds-csi",
-			"--retry-interval-start=1s", "--retry-interval-max=10s")
+			"--retry-interval-start=1s", "--retry-interval-max=5s")
 	}
 	requireArgs(t, container(t, pod, "csi-provisioner"), "--timeout=5m", "--extra-create-metadata=true",
 		"--default-fstype=ext4", "--feature-gates=Topology=false")
