@@ -62,7 +62,7 @@ func TestA_ProvisionAttachStagePublish(t *testing.T) {
 			}
 			checkAttached(ctx, t, c, pv.Name, writer)
 			n := c.Node(writer)
-			mounts, err := n.Mounts(pv.Name)
+			mounts, err := n.VolumeMounts(pv)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ func TestA_ProvisionAttachStagePublish(t *testing.T) {
 			if err := c.DeletePod(ctx, ns, tc.name+"-writer", 2*time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			checkDetached(ctx, t, c, pv.Name, writer, disk)
+			checkDetached(ctx, t, c, pv, writer, disk)
 
 			// The data is on the RDS: a pod on another node reads it.
 			if _, err := c.CreatePod(ctx, ns, PodSpec{Name: tc.name + "-reader", Claim: tc.name, Node: reader, Token: token}); err != nil {
@@ -90,7 +90,7 @@ func TestA_ProvisionAttachStagePublish(t *testing.T) {
 			if err := c.DeletePod(ctx, ns, tc.name+"-reader", 2*time.Minute); err != nil {
 				t.Fatal(err)
 			}
-			checkDetached(ctx, t, c, pv.Name, reader, disk)
+			checkDetached(ctx, t, c, pv, reader, disk)
 		})
 	}
 }

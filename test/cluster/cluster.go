@@ -59,6 +59,7 @@ type Options struct {
 	Logf func(format string, args ...any)
 
 	skipInstall bool // bring-up checks only
+	noSnapshots bool // no snapshot CRDs and controller (debugging before they are built)
 }
 
 // Cluster is a running cluster with rds-csi installed.
@@ -103,7 +104,7 @@ func findBins() (bins, error) {
 	if b.cluster == "" {
 		b.cluster = filepath.Join(cacheDir(), defaultClusterBins)
 	}
-	for _, f := range []string{"kubelet", "kube-controller-manager", "kube-scheduler", "snapshot-controller", "snapshot-crds"} {
+	for _, f := range []string{"kubelet", "kube-controller-manager", "kube-scheduler"} {
 		if _, err := os.Stat(filepath.Join(b.cluster, f)); err != nil {
 			return b, fmt.Errorf("%s: run hack/cluster-bins.sh (or make cluster-test) to build the cluster's binaries: %w", b.cluster, err)
 		}
@@ -209,7 +210,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 	if o.skipInstall {
 		return c, nil
 	}
-	if err := c.install(ctx, o.HelmValues); err != nil {
+	if err := c.install(ctx, o.HelmValues, !o.noSnapshots); err != nil {
 		return nil, err
 	}
 	c.logf("rds-csi installed and registered on every node after %v", time.Since(start).Round(time.Millisecond))

@@ -41,11 +41,11 @@ func checkAttached(ctx context.Context, t *testing.T, c *Cluster, pv, node strin
 
 // checkDetached waits until the PV has no VolumeAttachment, then asserts the node holds no mount
 // and no loop device of it.
-func checkDetached(ctx context.Context, t *testing.T, c *Cluster, pv, node string, disk rdssim.Disk) {
+func checkDetached(ctx context.Context, t *testing.T, c *Cluster, pv *corev1.PersistentVolume, node string, disk rdssim.Disk) {
 	t.Helper()
 	var last map[string]string
 	err := waitFor(ctx, 2*time.Minute, func() (bool, error) {
-		vas, err := c.VolumeAttachments(ctx, pv)
+		vas, err := c.VolumeAttachments(ctx, pv.Name)
 		if err != nil {
 			return false, err
 		}
@@ -53,11 +53,11 @@ func checkDetached(ctx context.Context, t *testing.T, c *Cluster, pv, node strin
 		return len(vas) == 0, nil
 	})
 	if err != nil {
-		t.Fatalf("%s still has VolumeAttachments %v after its pod went: %v", pv, last, err)
+		t.Fatalf("%s still has VolumeAttachments %v after its pod went: %v", pv.Name, last, err)
 	}
 	n := c.Node(node)
-	if m, err := n.Mounts(pv); err != nil || len(m) != 0 {
-		t.Errorf("on %s after detach, mounts of %s: %v (%v); want none", node, pv, m, err)
+	if m, err := n.VolumeMounts(pv); err != nil || len(m) != 0 {
+		t.Errorf("on %s after detach, mounts of %s: %v (%v); want none", node, pv.Name, m, err)
 	}
 	if l := n.LoopFor(disk); len(l) != 0 {
 		t.Errorf("on %s after detach, loop devices of %s: %v; want none", node, disk.FilePath, l)

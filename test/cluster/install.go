@@ -30,7 +30,17 @@ var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version:
 
 // install creates the snapshot CRDs and starts the snapshot-controller (both outside the chart,
 // as in a real cluster), creates the Secret of the RDS key, and installs the chart.
-func (c *Cluster) install(ctx context.Context, extra []string) error {
+func (c *Cluster) install(ctx context.Context, extra []string, snapshots bool) error {
+	if snapshots {
+		if err := c.installSnapshots(ctx); err != nil {
+			return err
+		}
+	}
+	return c.installChart(ctx, extra)
+}
+
+// installSnapshots creates the snapshot CRDs and starts the snapshot-controller.
+func (c *Cluster) installSnapshots(ctx context.Context) error {
 	dyn, err := dynamic.NewForConfig(c.Config)
 	if err != nil {
 		return err
@@ -80,10 +90,11 @@ func (c *Cluster) install(ctx context.Context, extra []string) error {
 			return fmt.Errorf("CRD %s not established: %w", name, err)
 		}
 	}
-	if err := c.spawn("snapshot-controller", filepath.Join(c.bins.cluster, "snapshot-controller"),
-		"--kubeconfig="+c.Kubeconfig, "--leader-election=false", "--v=2"); err != nil {
-		return err
-	}
+	return c.spawn("snapshot-controller", filepath.Join(c.bins.cluster, "snapshot-controller"),
+		"--kubeconfig="+c.Kubeconfig, "--leader-election=false", "--v=2")
+}
+
+func (c *Cluster) installChart(ctx context.Context, extra []string) error {
 
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"os"
 	"strconv"
@@ -223,8 +224,19 @@ func (c *Cluster) Disk(handle string) (rdssim.Disk, bool) {
 	return rdssim.Disk{}, false
 }
 
+// VolumeMounts returns the node's mounts of a PV: the kubelet's staging mount (its directory is
+// named by the SHA-256 of the volume handle) and the pods' publish mounts (named by the PV).
+func (n *Node) VolumeMounts(pv *corev1.PersistentVolume) ([]string, error) {
+	ms, err := n.Mounts(pv.Name)
+	if err != nil || pv.Spec.CSI == nil {
+		return ms, err
+	}
+	staging, err := n.Mounts(fmt.Sprintf("%x", sha256.Sum256([]byte(pv.Spec.CSI.VolumeHandle))))
+	return append(ms, staging...), err
+}
+
 // Mounts returns the mount points in the node's mount namespace under the kubelet directory whose
-// path contains substr (e.g. a PV name: its global mount and its pods' mounts).
+// path contains substr.
 func (n *Node) Mounts(substr string) ([]string, error) {
 	if n.anchor == nil || n.anchor.exited() {
 		return nil, fmt.Errorf("node %s is off", n.Name)
