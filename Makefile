@@ -50,9 +50,12 @@ fuzz:
 		$(GO) test -run=^$$ -fuzz=^$$f$$ -fuzztime=$(FUZZTIME) ./pkg/routeros/ || exit 1; \
 	done
 
-## bench: figures, each a ratio against a baseline measured in the same run.
-bench: build k8s-bins
-	$(GO) run ./cmd/rds-bench
+## bench: figures, each a ratio against a baseline measured in the same run; the cluster section
+## runs test/cluster's real cluster (root; the images and binaries of cluster-test).
+bench: build k8s-bins $(HELM)
+	ref=$$(RDS_CSI_REGISTRY_PORT=$(IMAGE_PORT) hack/image.sh) && \
+	RDS_CSI_REGISTRY_PORT=$(IMAGE_PORT) hack/cluster-bins.sh && \
+	$(CLUSTER_ENV) $(GO) run ./cmd/rds-bench
 
 ## soak: chaos soak (random CSI calls through the rds-csi binary while faults are injected; root),
 ## SOAK_DURATION long (10m); extra flags in SOAK_ARGS, e.g. SOAK_ARGS=--seed=N to replay a run.
