@@ -27,7 +27,7 @@ var suites = []suite{
 	{"node", "guest.test", []string{"-test.timeout=40m"}, []string{
 		"TestStageWriteUnstageRestage", "TestExt4OnlineExpansion", "TestRawBlockVolume",
 		"TestEightVolumesConnectOrder", "TestUnreadableDeviceIsNeverFormatted",
-		"TestTargetOutageReconnectForever", "TestTargetOutageFiniteCtrlLossTmo", "TestSimulatorExportFollowsDiskTable"}},
+		"TestTargetOutageReconnectForever", "TestTargetOutageFiniteCtrlLossTmo", "TestSimulatorExportFollowsDiskTable", "TestBinaryWithNVMeBackend"}},
 	{"sanity-mount", "guestsanity.test", []string{"-test.run=^TestSanityMount$", "-test.timeout=40m"}, []string{"TestSanityMount"}},
 	{"sanity-block", "guestsanity.test", []string{"-test.run=^TestSanityBlock$", "-test.timeout=40m"}, []string{"TestSanityBlock"}},
 }
@@ -48,12 +48,18 @@ func repoRoot(t *testing.T) string {
 // of the tools hack/vm.sh copies) into dir.
 func buildGuestBinaries(t *testing.T, root, dir string) {
 	t.Helper()
-	// One go command for both: it builds them in parallel and names them after their packages.
-	cmd := exec.Command("go", "test", "-c", "-tags", "vmguest", "-o", dir+"/", "./test/vm/guest", "./test/vm/guestsanity")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go test -c of the guest tests: %v\n%s", err, out)
+	// One go command for the tests (it builds them in parallel and names them after their
+	// packages), one for the rds-csi binary the guest tests run.
+	for _, args := range [][]string{
+		{"test", "-c", "-tags", "vmguest", "-o", dir + "/", "./test/vm/guest", "./test/vm/guestsanity"},
+		{"build", "-o", filepath.Join(dir, "rds-csi"), "./cmd/rds-csi"},
+	} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
 
@@ -65,6 +71,7 @@ func runScript() string {
 mkdir -p /data/bin /share/out
 cp /share/bin/* /data/bin/
 cd /data
+export RDS_CSI_VM_DRIVER=/data/bin/rds-csi
 suite() {
 	name=$1; shift
 	start=$(cut -d. -f1 /proc/uptime)

@@ -40,10 +40,11 @@ const (
 )
 
 type env struct {
-	ts   *rdssim.TestServer
-	ctl  csi.ControllerClient
-	node csi.NodeClient
-	dir  string
+	ts     *rdssim.TestServer
+	ctl    csi.ControllerClient
+	node   csi.NodeClient
+	dir    string
+	nodeID string // the node the volumes are published to
 }
 
 // start serves the driver (controller and node) over a simulator that exports through nvmet.
@@ -97,7 +98,7 @@ func start(t *testing.T) *env {
 	// Runs before the exports go (cleanups run last-in first-out): a controller left behind would
 	// otherwise be cut by the unexport and reconnect forever in the next test.
 	t.Cleanup(func() { noControllersLeft(t) })
-	return &env{ts: ts, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), dir: dir}
+	return &env{ts: ts, ctl: csi.NewControllerClient(conn), node: csi.NewNodeClient(conn), dir: dir, nodeID: nodeID}
 }
 
 // noControllersLeft fails the test if any NVMe controller of this driver's NQNs is still there,
@@ -176,14 +177,14 @@ func (e *env) create(t *testing.T, name string, size int64, c *csi.VolumeCapabil
 			t.Errorf("DeleteVolume %s: %v", v.id, err)
 		}
 	})
-	pub, err := e.ctl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: nodeID,
+	pub, err := e.ctl.ControllerPublishVolume(ctx, &csi.ControllerPublishVolumeRequest{VolumeId: v.id, NodeId: e.nodeID,
 		VolumeCapability: c, VolumeContext: v.volCtx})
 	if err != nil {
 		t.Fatalf("ControllerPublish %s: %v", name, err)
 	}
 	v.pubCtx = pub.PublishContext
 	t.Cleanup(func() {
-		if _, err := e.ctl.ControllerUnpublishVolume(context.Background(), &csi.ControllerUnpublishVolumeRequest{VolumeId: v.id, NodeId: nodeID}); err != nil {
+		if _, err := e.ctl.ControllerUnpublishVolume(context.Background(), &csi.ControllerUnpublishVolumeRequest{VolumeId: v.id, NodeId: e.nodeID}); err != nil {
 			t.Errorf("ControllerUnpublish %s: %v", v.id, err)
 		}
 	})
