@@ -63,8 +63,10 @@ if ! registry_up; then
 	log "starting crane registry serve on $REGISTRY (blobs in $DIR/registry)"
 	mkdir -p "$DIR/registry"
 	# Detached, stdio away from ours: a caller reading our output must not wait for the registry.
+	# Without the build lock (fd 9): the registry outlives this build, and holding the lock it
+	# would block every later one.
 	setsid "$CRANE" registry serve --address "$REGISTRY" --disk "$DIR/registry" \
-		</dev/null >>"$DIR/registry.log" 2>&1 &
+		</dev/null >>"$DIR/registry.log" 2>&1 9>&- &
 	echo $! >"$DIR/registry.pid"
 	for _ in $(seq 50); do registry_up && break; sleep 0.1; done
 	registry_up || { log "registry did not come up on $REGISTRY; see $DIR/registry.log"; exit 1; }
