@@ -55,9 +55,18 @@ ensure_host_pkgs() {
 	}
 }
 
-# kernel_pkg prints the versioned package linux-image-amd64 depends on (e.g. linux-image-6.1.0-57-amd64).
+# kernel_pkg prints the versioned package linux-image-amd64 depends on (e.g. linux-image-6.1.0-57-amd64);
+# a kernel fetched before is kept, so that the guest does not change (or need the network) each
+# time Debian's package lists move on.
 kernel_pkg() {
-	local p
+	local p d
+	for d in "$cache"/kernel-*/done; do
+		if [ -f "$d" ]; then
+			d=${d%/done}
+			echo "${d##*/kernel-}"
+			return 0
+		fi
+	done
 	p=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
 	if [ -z "$p" ]; then
 		apt-get update -qq >&2
@@ -72,7 +81,7 @@ fetch_kernel() {
 	local dir=$1 pkg=$2
 	[ -f "$dir/done" ] && return 0
 	rm -rf "$dir" && mkdir -p "$dir/deb"
-	(cd "$dir/deb" && apt-get download "$pkg" >/dev/null 2>&1) || {
+	(cd "$dir/deb" && { apt-get download "$pkg" >/dev/null 2>&1 || { apt-get update -qq && apt-get download "$pkg"; }; }) || {
 		log "apt-get download $pkg failed"
 		return 1
 	}
