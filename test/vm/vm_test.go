@@ -140,6 +140,10 @@ func TestGuest(t *testing.T) {
 	logConsole := func() {
 		b, _ := os.ReadFile(console.Name())
 		t.Logf("guest console:\n%s", b)
+		if k, err := os.ReadFile(filepath.Join(share, "out", "dmesg.log")); err == nil {
+			lines := strings.Split(strings.TrimRight(string(k), "\n"), "\n")
+			t.Logf("guest kernel log (last 150 lines):\n%s", strings.Join(lines[max(len(lines)-150, 0):], "\n"))
+		}
 	}
 	if runErr != nil {
 		logConsole()
