@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -54,16 +55,23 @@ func TestB_Expansion(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
+	var state string
 	err = waitFor(ctx, 3*time.Minute, func() (bool, error) {
 		p, err := c.Client.CoreV1().PersistentVolumeClaims(ns).Get(ctx, "b", metav1.GetOptions{})
 		if err != nil {
 			return false, nil
 		}
 		got := p.Status.Capacity[corev1.ResourceStorage]
-		return got.Cmp(want) >= 0 && len(p.Status.Conditions) == 0, nil
+		state = fmt.Sprintf("capacity %s, conditions %v, allocated %v", got.String(), p.Status.Conditions, p.Status.AllocatedResourceStatuses)
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PersistentVolumeClaimResizing || cond.Type == corev1.PersistentVolumeClaimFileSystemResizePending {
+				return false, nil
+			}
+		}
+		return got.Cmp(want) >= 0, nil
 	})
 	if err != nil {
-		t.Fatalf("PVC b not expanded to %s: %v; events: %s", want.String(), err, c.Events(ctx, ns, "b"))
+		t.Fatalf("PVC b not expanded to %s (%s): %v; events: %s", want.String(), state, err, c.Events(ctx, ns, "b"))
 	}
 	t.Logf("PVC expanded (controller and node) in %v", time.Since(start).Round(time.Millisecond))
 	disk, ok := c.Disk(pv.Spec.CSI.VolumeHandle)

@@ -75,7 +75,8 @@ func TestC_SnapshotRestoreClone(t *testing.T) {
 		return ready, nil
 	})
 	if err != nil {
-		t.Fatalf("VolumeSnapshot not ReadyToUse: %v; events: %s", err, c.Events(ctx, ns, "snap"))
+		t.Fatalf("VolumeSnapshot not ReadyToUse: %v; events: %s\nsnapshot-controller:\n%s\ncsi-snapshotter:\n%s",
+			err, c.Events(ctx, ns, "snap"), c.Log("snapshot-controller", 20), c.ContainerLog("csi-snapshotter", 20))
 	}
 	u, err := dyn.Resource(contentGVR).Get(ctx, content, metav1.GetOptions{})
 	if err != nil {

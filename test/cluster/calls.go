@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -69,4 +70,16 @@ func readCalls(path, node string, since time.Time) []Call {
 		out = append(out, Call{Node: node, Method: m[2], At: at, Duration: d, Failed: m[1] != ""})
 	}
 	return out
+}
+
+// ContainerLog returns the last lines of a container's log in the install's pods, every node.
+func (c *Cluster) ContainerLog(container string, lines int) string {
+	var b strings.Builder
+	for _, n := range c.Nodes {
+		files, _ := filepath.Glob(filepath.Join(n.dir, "logs", Namespace+"_*", container, "*.log"))
+		for _, f := range files {
+			b.WriteString("== " + n.Name + " " + f + "\n" + tail(f, lines) + "\n")
+		}
+	}
+	return b.String()
 }

@@ -37,6 +37,9 @@ type Node struct {
 	containerd *proc
 	kubelet    *proc
 	netns      string // readlink of /proc/<anchor>/ns/net
+
+	kubeletBin  string
+	kubeletArgs []string
 }
 
 // nodeConfig is what a node needs from the cluster.
@@ -139,10 +142,21 @@ func startNode(ctx context.Context, dir string, index int, name string, nc nodeC
 	if len(labels) > 0 {
 		args = append(args, "--node-labels", strings.Join(labels, ","))
 	}
-	if n.kubelet, err = n.spawnIn("kubelet", filepath.Join(nc.binDir, "kubelet"), args...); err != nil {
+	n.kubeletBin, n.kubeletArgs = filepath.Join(nc.binDir, "kubelet"), args
+	if n.kubelet, err = n.spawnIn("kubelet", n.kubeletBin, args...); err != nil {
 		return nil, err
 	}
 	return n, nil
+}
+
+// StartKubelet starts the kubelet again after StopKubelet.
+func (n *Node) StartKubelet() error {
+	if n.kubelet != nil && !n.kubelet.exited() {
+		return fmt.Errorf("the kubelet of %s is running", n.Name)
+	}
+	var err error
+	n.kubelet, err = n.spawnIn("kubelet", n.kubeletBin, n.kubeletArgs...)
+	return err
 }
 
 // spawnIn starts a process in the node's namespaces.
