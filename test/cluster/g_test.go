@@ -85,13 +85,15 @@ func TestG_RDSOutage(t *testing.T) {
 			t.Errorf("event %s on %s holds a RouterOS command line: %q", e.Reason, e.InvolvedObject.Name, e.Message)
 		}
 		if saysUnreachable(e.Message) {
+			if unreachable == 0 {
+				t.Logf("what a user reads on %s: %s: %s", e.InvolvedObject.Name, e.Reason, e.Message)
+			}
 			unreachable++
 		}
 	}
 	if unreachable == 0 {
 		t.Errorf("no PVC event says the RDS is unreachable; events: %s", c.Events(ctx, ns, "g-00"))
 	}
-	t.Logf("an event of g-00: %s", firstLine(c.Events(ctx, ns, "g-00")))
 	checkNoOrphans(ctx, t, c)
 	deleteClaims(ctx, t, c, ns)
 }
@@ -108,14 +110,6 @@ func saysUnreachable(msg string) bool {
 		}
 	}
 	return false
-}
-
-func firstLine(s string) string {
-	s = strings.TrimPrefix(s, "\n")
-	if i := strings.Index(s, "\n"); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 // checkNoOrphans asserts the RDS holds one volume disk per PV of the driver, no more, no less.
