@@ -215,9 +215,21 @@ func (s *soak) opUnstage(w *worker) bool {
 	return true
 }
 
+// noForkWhileOpen holds off this process's fork+exec (fsfreeze, a driver restart) while it has a
+// file of a volume open, and returns the release. A child forked meanwhile holds a copy of every
+// open file until its exec closes it (close-on-exec), so an unmount by the driver in that instant
+// fails "target is busy": a true answer about a process the soak itself made. syscall.ForkLock
+// exists for this. Reads never wait on a frozen source (atime is not updated while frozen), and
+// pinned (frozen) volumes are not written, so holding it cannot stall a thaw.
+func noForkWhileOpen() (release func()) {
+	syscall.ForkLock.RLock()
+	return syscall.ForkLock.RUnlock
+}
+
 // writeData replaces the data file with 64 KiB to 1 MiB of random bytes, durably (file and
 // directory synced), and returns its checksum.
 func writeData(dir string, rng *rand.Rand) (string, error) {
+	defer noForkWhileOpen()()
 	buf := make([]byte, (1+rng.IntN(16))*64<<10)
 	var seed [32]byte
 	for i := range seed {
@@ -258,6 +270,7 @@ func writeData(dir string, rng *rand.Rand) (string, error) {
 // readData returns the checksum of the data file, "" when there is none. It reads with O_DIRECT
 // so that the bytes come from the device, not from the page cache.
 func readData(dir string) (string, error) {
+	defer noForkWhileOpen()()
 	p := filepath.Join(dir, dataFile)
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_DIRECT, 0)
 	if errors.Is(err, syscall.EINVAL) {
