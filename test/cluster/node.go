@@ -74,6 +74,11 @@ func startNode(ctx context.Context, dir string, index int, name string, nc nodeC
 		// hostNetwork pods share the node's UTS namespace: the sidecars' leader election
 		// identities are host names, which must differ between nodes.
 		"hostname " + name,
+		// The namespace starts with private copies of every host mount. A copy of another
+		// test's filesystem (a loop device mounted under /tmp by a test running in parallel)
+		// would stay mounted here after that test unmounts it on the host, holding its loop
+		// device open ("still attached after losetup -d"): detach those copies first.
+		`awk '{for (i = 7; i <= NF; i++) if ($i == "-") { src = $(i + 2); break } if (src ~ /^\/dev\/loop/ || $5 ~ /^\/tmp\//) print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done`,
 		"mount --bind " + filepath.Join(dir, "kubelet") + " " + kubeletDir,
 		"mount --make-rshared " + kubeletDir,
 		"mount --bind " + filepath.Join(dir, "state") + " " + stateDir,
