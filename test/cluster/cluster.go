@@ -157,6 +157,7 @@ func Start(ctx context.Context, o Options) (_ *Cluster, err error) {
 			c.Stop()
 		}
 	}()
+	cleanupStale()
 	if c.Dir, err = os.MkdirTemp("", "rds-csi-cluster-"); err != nil {
 		return nil, err
 	}

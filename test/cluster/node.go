@@ -189,12 +189,7 @@ func (n *Node) StopKubelet() {
 // devices, its "NVMe controllers", are detached. Nothing is unmounted or flushed cleanly.
 func (n *Node) PowerOff() {
 	loops := n.loopDevices()
-	for range 3 { // a process forked while we scan is caught by the next pass
-		for _, pid := range n.pids() {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	n.killAll() // several passes: a process forked while one scans is caught by the next
 	for _, p := range []*proc{n.kubelet, n.containerd, n.anchor} {
 		if p != nil {
 			p.kill()
@@ -349,4 +344,47 @@ func (n *Node) KillProcesses(prefixes ...string) int {
 		}
 	}
 	return killed
+}
+
+// cleanupStale kills what a crashed earlier run left: every process in the network namespace of
+// a process whose command line names an earlier cluster directory (containerd shims outlive the
+// test process: they are not its children) and the loop devices of the nodes' loop roots. It
+// runs under the cluster lock, so no other cluster is running.
+func cleanupStale() {
+	stale := map[string]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(b), os.TempDir()+"/rds-csi-cluster-") {
+			continue
+		}
+		if ns, err := os.Readlink("/proc/" + e.Name() + "/ns/net"); err == nil {
+			if self, err := os.Readlink("/proc/self/ns/net"); err == nil && ns != self {
+				stale[ns] = true
+			}
+		}
+	}
+	for ns := range stale {
+		(&Node{netns: ns}).killAll()
+	}
+	ms, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, m := range ms {
+		b, err := os.ReadFile(m)
+		if err == nil && strings.HasPrefix(string(b), stateDir+"/rds-") {
+			_ = exec.Command("losetup", "-d", "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(m)))).Run()
+		}
+	}
+}
+
+// killAll kills every process in the node's network namespace, three passes.
+func (n *Node) killAll() {
+	for range 3 {
+		for _, pid := range n.pids() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
