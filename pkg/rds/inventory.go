@@ -61,11 +61,18 @@ func (s *Storage) Clock(ctx context.Context) (time.Time, error) {
 // RemoveFile removes a file that no disk entry uses and checks that it is gone. An absent file
 // is not an error; a file that a disk or a running copy uses is refused by the RDS (KindBusy).
 func (s *Storage) RemoveFile(ctx context.Context, p string) error {
+	return s.removeUnusedFile(ctx, p, "Removing a file on the RDS")
+}
+
+// removeUnusedFile removes the file at p, logging why, and checks that it is gone: the RDS may
+// answer a remove without removing (a file a disk or a running copy uses), so only a second look
+// makes the success true.
+func (s *Storage) removeUnusedFile(ctx context.Context, p, why string) error {
 	exists, err := s.fileExists(ctx, p)
 	if err != nil || !exists {
 		return err
 	}
-	klog.InfoS("Removing a file on the RDS", "file", p, "name", path.Base(p))
+	klog.InfoS(why, "file", p, "name", path.Base(p))
 	cmd, err := routeros.FileRemove(p)
 	if _, err := s.run(ctx, cmd, err); err != nil && !routeros.IsNotFound(err) {
 		return err

@@ -216,22 +216,7 @@ func (s *Storage) runCopy(op *copyOp, spec DiskSpec, cmd routeros.Command) {
 // removeUnfinished removes the file at p, which no disk entry uses, and checks it is gone. A file
 // that is still being written is refused by the RDS ("in use": KindBusy).
 func (s *Storage) removeUnfinished(ctx context.Context, p string) error {
-	exists, err := s.fileExists(ctx, p)
-	if err != nil || !exists {
-		return err
-	}
-	klog.InfoS("Removing an unfinished copy", "file", p)
-	cmd, err := routeros.FileRemove(p)
-	if _, err := s.run(ctx, cmd, err); err != nil && !routeros.IsNotFound(err) {
-		return err
-	}
-	if exists, err = s.fileExists(ctx, p); err != nil {
-		return err
-	}
-	if exists {
-		return routeros.Errorf(routeros.KindBusy, "unfinished copy %s is still there after removal", p)
-	}
-	return nil
+	return s.removeUnusedFile(ctx, p, "Removing an unfinished copy")
 }
 
 // PendingCopies implements Backend.
