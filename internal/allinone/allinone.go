@@ -1,5 +1,5 @@
-// Package allinone serves the whole driver in process (controller and node, with the loop
-// initiator over the simulator's files) on a unix socket, for tests that drive it through its
+// Package allinone serves the whole driver in process (controller and node, by default with the
+// loop initiator over the simulator's files) on a unix socket, for tests that drive it through its
 // gRPC API as a CO would.
 package allinone
 
@@ -22,8 +22,20 @@ type Served struct {
 }
 
 // Serve connects to the simulator (tune, if given, adjusts the RDS client configuration), starts
-// the driver in `all` mode with node ID nodeID, and serves it until the test ends.
+// the driver in `all` mode with node ID nodeID and the loop initiator over the simulator's files,
+// and serves it until the test ends.
 func Serve(t testing.TB, ts *rdssim.TestServer, nodeID string, tune func(*rds.Config)) *Served {
+	t.Helper()
+	loop, err := nvme.NewLoop(nvme.LoopConfig{Root: ts.DataDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ServeNode(t, ts, nodeID, tune, &driver.NodeConfig{Initiator: loop})
+}
+
+// ServeNode is Serve with the node's configuration given (the real NVMe/TCP initiator in the
+// guest of test/vm).
+func ServeNode(t testing.TB, ts *rdssim.TestServer, nodeID string, tune func(*rds.Config), node *driver.NodeConfig) *Served {
 	t.Helper()
 	cfg := rds.Config{Address: ts.Addr(), User: ts.User, Signer: ts.Signer, HostKey: ts.HostKey}
 	if tune != nil {
@@ -35,12 +47,8 @@ func Serve(t testing.TB, ts *rdssim.TestServer, nodeID string, tune func(*rds.Co
 	}
 	client.Start()
 	t.Cleanup(func() { _ = client.Close() })
-	loop, err := nvme.NewLoop(nvme.LoopConfig{Root: ts.DataDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	d, err := driver.New(driver.Options{NodeID: nodeID, Controller: true, Node: true,
-		DefaultParams: driver.Defaults{NVMeAddress: "127.0.0.1"}}, rds.NewStorage(client), nil, &driver.NodeConfig{Initiator: loop})
+		DefaultParams: driver.Defaults{NVMeAddress: "127.0.0.1"}}, rds.NewStorage(client), nil, node)
 	if err != nil {
 		t.Fatal(err)
 	}

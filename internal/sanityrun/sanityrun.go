@@ -24,9 +24,14 @@ func Run(t *testing.T, access string) {
 		t.Fatal("csi-sanity runs the node service with real loop devices and mounts: run as root (CI does)")
 	}
 	ts := rdssim.StartForTest(t, func(c *rdssim.Config) { c.PoolSize = 1 << 40 })
-	srv := allinone.Serve(t, ts, "sanity-node", nil)
-	sock, dir := srv.Socket, srv.Dir
+	// xfs: node expansion is exercised online, which this sandbox cannot do for ext4.
+	Suite(t, ts, allinone.Serve(t, ts, "sanity-node", nil), access, "xfs")
+}
 
+// Suite runs csi-sanity for one access type against a driver already serving over the simulator
+// ts, on volumes of fsType, and checks that the suite left no disk on the RDS.
+func Suite(t *testing.T, ts *rdssim.TestServer, srv *allinone.Served, access, fsType string) {
+	sock, dir := srv.Socket, srv.Dir
 	cfg := sanity.NewTestConfig()
 	cfg.Address = sock
 	cfg.TargetPath = filepath.Join(dir, "target")
@@ -35,8 +40,7 @@ func Run(t *testing.T, access string) {
 	cfg.TestVolumeSize = 320 << 20 // mkfs.xfs wants 300 MB at least
 	cfg.TestVolumeExpandSize = 512 << 20
 	cfg.TestVolumeAccessType = access
-	// xfs: node expansion is exercised online, which this sandbox cannot do for ext4.
-	cfg.TestVolumeParameters = map[string]string{"fsType": "xfs"}
+	cfg.TestVolumeParameters = map[string]string{"fsType": fsType}
 	cfg.TestInvalidListVolumesStartingToken = "not-a-token"
 	sanity.Test(t, cfg)
 
