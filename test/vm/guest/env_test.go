@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,9 +21,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/srvlab/rds-csi/internal/allinone"
 	"github.com/srvlab/rds-csi/pkg/driver"
 	"github.com/srvlab/rds-csi/pkg/nvme"
-	"github.com/srvlab/rds-csi/pkg/rds"
 	"github.com/srvlab/rds-csi/pkg/rdssim"
 	"github.com/srvlab/rds-csi/pkg/volid"
 )
@@ -64,32 +63,12 @@ func start(t *testing.T) *env {
 			t.Errorf("removing the NVMe/TCP exports: %v", err)
 		}
 	})
-	client, err := rds.NewClient(rds.Config{Address: ts.Addr(), User: ts.User, Signer: ts.Signer, HostKey: ts.HostKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client.Start()
-	t.Cleanup(func() { _ = client.Close() })
 	ini, err := nvme.NewCLI(nvme.CLIConfig{CtrlLossTmo: -1, ReconnectDelay: reconnectDelay, KeepAliveTmo: keepAlive})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := driver.New(driver.Options{NodeID: nodeID, Controller: true, Node: true,
-		DefaultParams: driver.Defaults{NVMeAddress: "127.0.0.1"}},
-		rds.NewStorage(client), nil, &driver.NodeConfig{Initiator: ini, StateDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "csi.sock")
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan struct{})
-	go func() { _ = d.ServeListener(ctx, lis); close(served) }()
-	t.Cleanup(func() { cancel(); <-served })
+	srv := allinone.ServeNode(t, ts, nodeID, nil, &driver.NodeConfig{Initiator: ini, StateDir: t.TempDir()})
+	sock, dir := srv.Socket, srv.Dir
 	conn, err := grpc.NewClient("unix://"+sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
